@@ -1,0 +1,1 @@
+"""Thin entry points, one per stage, plus ``pipeline`` which runs them in order."""

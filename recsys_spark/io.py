@@ -1,0 +1,251 @@
+"""Storage access: lake paths, Parquet tables with atomic replacement, small JSON files.
+
+All reads and writes of the lake go through here so that they work the same on a local
+disk, HDFS, S3 or DBFS: file operations use Hadoop's FileSystem API through the session's
+JVM rather than Python's ``os``.
+
+A table is written to a staging folder next to its destination and then renamed into
+place, so a failed or killed write leaves the previous version complete and readable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import uuid
+from typing import Any, Optional, Sequence
+
+from pyspark.sql import DataFrame, SparkSession
+
+logger = logging.getLogger(__name__)
+
+STAGING_PREFIX = "_staging-"
+PREVIOUS_PREFIX = "_previous-"
+
+
+class Lake:
+    """Paths of every table, model and run artifact under ``lake.root``."""
+
+    def __init__(self, root: str):
+        self.root = root.rstrip("/") or "/"
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def raw(self, table: str) -> str:
+        return self.path("raw", table)
+
+    def quarantine(self, table: str) -> str:
+        return self.path("quarantine", table)
+
+    def id_map(self, table: str) -> str:
+        return self.path("id_maps", table)
+
+    def features(self, *parts: str) -> str:
+        return self.path("features", *parts)
+
+    def training(self, split: str) -> str:
+        return self.path("training", split)
+
+    def candidates(self) -> str:
+        return self.path("candidates")
+
+    def recommendations(self) -> str:
+        return self.path("recommendations")
+
+    def models(self, kind: str, version: Optional[str] = None) -> str:
+        return self.path("models", kind, *([version] if version else []))
+
+    def run(self, run_id: str) -> str:
+        return self.path("runs", run_id)
+
+    def evaluation(self, run_id: str) -> str:
+        return self.path("evaluation", run_id)
+
+
+def _jvm_path(spark: SparkSession, path: str):
+    jvm = spark.sparkContext._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return fs, hadoop_path
+
+
+def exists(spark: SparkSession, path: str) -> bool:
+    fs, hadoop_path = _jvm_path(spark, path)
+    return fs.exists(hadoop_path)
+
+
+def delete(spark: SparkSession, path: str) -> None:
+    fs, hadoop_path = _jvm_path(spark, path)
+    if fs.exists(hadoop_path):
+        fs.delete(hadoop_path, True)
+
+
+def list_dir(spark: SparkSession, path: str) -> list[str]:
+    """Return the names of the entries directly inside ``path`` (empty if it is missing)."""
+    fs, hadoop_path = _jvm_path(spark, path)
+    if not fs.exists(hadoop_path):
+        return []
+    return sorted(status.getPath().getName() for status in fs.listStatus(hadoop_path))
+
+
+def _rename(spark: SparkSession, source: str, destination: str) -> None:
+    fs, source_path = _jvm_path(spark, source)
+    _, destination_path = _jvm_path(spark, destination)
+    parent = destination_path.getParent()
+    if parent is not None and not fs.exists(parent):
+        fs.mkdirs(parent)
+    if not fs.rename(source_path, destination_path):
+        raise OSError(f"Failed to rename {source} to {destination}.")
+
+
+def commit_directory(spark: SparkSession, staging: str, destination: str) -> None:
+    """Replace ``destination`` with the finished folder ``staging``.
+
+    The old version is renamed aside before the new one is renamed in and is deleted only
+    afterwards, so at every moment one complete version exists at one of the two names.
+
+    Note:
+      Between the two renames ``destination`` is briefly absent. On object stores without
+      atomic rename (S3) each rename is a copy, and readers may see a partial state.
+    """
+    parent, name = posixpath.split(destination.rstrip("/"))
+    previous = posixpath.join(parent, f"{PREVIOUS_PREFIX}{name}-{uuid.uuid4().hex[:8]}")
+    had_previous = exists(spark, destination)
+    if had_previous:
+        _rename(spark, destination, previous)
+    try:
+        _rename(spark, staging, destination)
+    except Exception:
+        if had_previous:
+            _rename(spark, previous, destination)
+        raise
+    if had_previous:
+        delete(spark, previous)
+
+
+def staging_path(destination: str) -> str:
+    """Return a fresh staging folder name beside ``destination``."""
+    parent, name = posixpath.split(destination.rstrip("/"))
+    return posixpath.join(parent, f"{STAGING_PREFIX}{name}-{uuid.uuid4().hex[:8]}")
+
+
+def write_table(
+    df: DataFrame,
+    path: str,
+    partition_by: Sequence[str] = (),
+    replace_partitions: bool = False,
+    max_records_per_file: Optional[int] = None,
+) -> None:
+    """Write ``df`` as Parquet at ``path``, replacing the previous version atomically.
+
+    Args:
+      df: The rows to write.
+      path: The table's folder.
+      partition_by: Partition columns.
+      replace_partitions: With ``partition_by``, replace only the partitions present in
+        ``df`` and keep the others; each partition folder is committed on its own.
+      max_records_per_file: Caps rows per Parquet file (streaming readers prefer files of
+        bounded size).
+    """
+    spark = df.sparkSession
+    staging = staging_path(path)
+    writer = df.write.mode("overwrite")
+    if max_records_per_file:
+        writer = writer.option("maxRecordsPerFile", max_records_per_file)
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    try:
+        writer.parquet(staging)
+    except Exception:
+        delete(spark, staging)
+        raise
+    if replace_partitions and partition_by and exists(spark, path):
+        _commit_partitions(spark, staging, path, partition_by[0])
+    else:
+        commit_directory(spark, staging, path)
+    logger.info("Wrote %s", path)
+
+
+def _commit_partitions(spark: SparkSession, staging: str, path: str, column: str) -> None:
+    for name in list_dir(spark, staging):
+        if name.startswith(f"{column}="):
+            commit_directory(spark, posixpath.join(staging, name), posixpath.join(path, name))
+    delete(spark, staging)
+
+
+def read_table(spark: SparkSession, path: str, what: str = "table") -> DataFrame:
+    """Read a Parquet table, raising a clear error when it does not exist."""
+    if not exists(spark, path):
+        raise FileNotFoundError(
+            f"{what} not found at {path}. Run the job that writes it first, or check lake.root."
+        )
+    return spark.read.parquet(path)
+
+
+def write_json(spark: SparkSession, path: str, data: Any) -> None:
+    """Write ``data`` as pretty JSON to a single file, replacing it atomically."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=str)
+    write_text(spark, path, text + "\n")
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    fs, hadoop_path = _jvm_path(spark, path)
+    parent = hadoop_path.getParent()
+    if parent is not None and not fs.exists(parent):
+        fs.mkdirs(parent)
+    temporary = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(
+        parent, f".{hadoop_path.getName()}.{uuid.uuid4().hex[:8]}.tmp"
+    )
+    stream = fs.create(temporary, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+    if fs.exists(hadoop_path):
+        fs.delete(hadoop_path, False)
+    if not fs.rename(temporary, hadoop_path):
+        raise OSError(f"Failed to move {temporary} to {path}.")
+
+
+def read_text(spark: SparkSession, path: str) -> str:
+    fs, hadoop_path = _jvm_path(spark, path)
+    if not fs.exists(hadoop_path):
+        raise FileNotFoundError(f"{path} not found.")
+    stream = fs.open(hadoop_path)
+    try:
+        reader = spark.sparkContext._jvm.java.io.BufferedReader(
+            spark.sparkContext._jvm.java.io.InputStreamReader(stream, "UTF-8")
+        )
+        lines = []
+        line = reader.readLine()
+        while line is not None:
+            lines.append(line)
+            line = reader.readLine()
+        return "\n".join(lines)
+    finally:
+        stream.close()
+
+
+def read_json(spark: SparkSession, path: str) -> Any:
+    return json.loads(read_text(spark, path))
+
+
+def upload_directory(spark: SparkSession, local_dir: str, destination: str) -> None:
+    """Copy a local folder (a SavedModel, an index) into the lake, replacing atomically."""
+    jvm = spark.sparkContext._jvm
+    staging = staging_path(destination)
+    fs, staging_hadoop = _jvm_path(spark, staging)
+    fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path(local_dir), staging_hadoop)
+    commit_directory(spark, staging, destination)
+
+
+def download_directory(spark: SparkSession, source: str, local_dir: str) -> str:
+    """Copy a lake folder to a local folder on the driver and return the local path."""
+    jvm = spark.sparkContext._jvm
+    fs, source_path = _jvm_path(spark, source)
+    if not fs.exists(source_path):
+        raise FileNotFoundError(f"{source} not found. Run the job that writes it first.")
+    fs.copyToLocalFile(False, source_path, jvm.org.apache.hadoop.fs.Path(local_dir), True)
+    return local_dir

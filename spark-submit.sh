@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Run a recsys-spark job through spark-submit.
+#
+#   ./spark-submit.sh <job> [--config FILE]... [--set KEY=VALUE]... [spark-submit options]
+#
+# --config and --set go to the job; every other option (--master, --conf, --archives, ...)
+# goes to spark-submit. Without --master, the job's spark.master config value is used.
+# SPARK_HOME/bin/spark-submit is used when SPARK_HOME is set, pyspark's own otherwise.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+python="${PYTHON:-python3}"
+if [[ -z "${PYTHON:-}" && -x "$here/.venv/bin/python" ]]; then
+  python="$here/.venv/bin/python"
+fi
+
+if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
+  exec "$python" "$here/jobs/run.py" --help
+fi
+job="$1"
+shift
+
+job_args=()
+submit_args=()
+has_master=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --config|--set)
+      [[ $# -ge 2 ]] || { echo "error: $1 needs a value" >&2; exit 2; }
+      job_args+=("$1" "$2"); shift 2 ;;
+    --config=*|--set=*)
+      job_args+=("${1%%=*}" "${1#*=}"); shift ;;
+    --master)
+      [[ $# -ge 2 ]] || { echo "error: --master needs a value" >&2; exit 2; }
+      has_master=1; submit_args+=("$1" "$2"); shift 2 ;;
+    --master=*)
+      has_master=1; submit_args+=("$1"); shift ;;
+    --verbose|-v|--supervise)
+      submit_args+=("$1"); shift ;;
+    --*)
+      [[ $# -ge 2 ]] || { echo "error: $1 needs a value" >&2; exit 2; }
+      submit_args+=("$1" "$2"); shift 2 ;;
+    *)
+      echo "error: unexpected argument '$1'; job options are --config FILE and --set KEY=VALUE" >&2
+      exit 2 ;;
+  esac
+done
+
+if [[ -n "${SPARK_HOME:-}" ]]; then
+  submit="$SPARK_HOME/bin/spark-submit"
+else
+  submit="$("$python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/bin/spark-submit"
+fi
+
+settings="$("$python" -m recsys_spark.config spark.master spark.driver_memory "${job_args[@]}")"
+master="$(sed -n 1p <<<"$settings")"
+driver_memory="$(sed -n 2p <<<"$settings")"
+if [[ $has_master -eq 0 ]]; then
+  submit_args=(--master "$master" "${submit_args[@]}")
+fi
+if [[ " ${submit_args[*]} " != *" --driver-memory "* ]]; then
+  submit_args=(--driver-memory "$driver_memory" "${submit_args[@]}")
+fi
+
+export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$python}"
+export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$python}"
+cmd=("$submit" "${submit_args[@]}" "$here/jobs/run.py" "$job" "${job_args[@]}")
+echo "+ ${cmd[*]}" >&2
+exec "${cmd[@]}"
