@@ -23,6 +23,8 @@ shift
 job_args=()
 submit_args=()
 has_master=0
+extra_pyfiles=""
+extra_files=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --config|--set)
@@ -35,6 +37,10 @@ while [[ $# -gt 0 ]]; do
       has_master=1; submit_args+=("$1" "$2"); shift 2 ;;
     --master=*)
       has_master=1; submit_args+=("$1"); shift ;;
+    --py-files|--files)
+      [[ $# -ge 2 ]] || { echo "error: $1 needs a value" >&2; exit 2; }
+      if [[ "$1" == "--py-files" ]]; then extra_pyfiles="$2"; else extra_files="$2"; fi
+      shift 2 ;;
     --verbose|-v|--supervise)
       submit_args+=("$1"); shift ;;
     --*)
@@ -62,6 +68,21 @@ if [[ " ${submit_args[*]} " != *" --driver-memory "* ]]; then
   submit_args=(--driver-memory "$driver_memory" "${submit_args[@]}")
 fi
 
+# The package goes to executors as a zip (rebuilt only when the sources change), and the
+# config files go beside it so that a driver in cluster deploy mode finds them too.
+pyfiles="$("$python" "$here/scripts/build_pyfiles.py")"
+conf_files="$(ls "$here"/conf/*.yaml | paste -sd, -)"
+for ((i = 0; i < ${#job_args[@]}; i += 2)); do
+  if [[ "${job_args[i]}" == "--config" && -f "${job_args[i+1]}" ]]; then
+    conf_files="$conf_files,$(cd "$(dirname "${job_args[i+1]}")" && pwd)/$(basename "${job_args[i+1]}")"
+  fi
+done
+submit_args+=(--py-files "$pyfiles${extra_pyfiles:+,$extra_pyfiles}")
+submit_args+=(--files "$conf_files${extra_files:+,$extra_files}")
+
+if [[ "$master" == local* && $has_master -eq 0 ]]; then
+  export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
+fi
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$python}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$python}"
 cmd=("$submit" "${submit_args[@]}" "$here/jobs/run.py" "$job" "${job_args[@]}")

@@ -64,7 +64,13 @@ def _leaf_keys(tree: Mapping[str, Any], prefix: str) -> Iterable[str]:
 def resolve_config_path(name: str | os.PathLike) -> Path:
     """Find a config file given as a path or as a name inside ``conf/``."""
     path = Path(name)
-    candidates = [path, CONF_DIR / path, CONF_DIR / f"{path}.yaml"]
+    # Under spark-submit in cluster deploy mode the package runs from a zip and the files
+    # shipped with --files sit in the driver's working folder, by their base names.
+    conf_dirs = [Path(os.environ["RECSYS_CONF_DIR"])] if os.environ.get("RECSYS_CONF_DIR") else []
+    conf_dirs += [CONF_DIR, Path.cwd()]
+    candidates = [path]
+    for folder in conf_dirs:
+        candidates += [folder / path.name, folder / f"{path.name}.yaml"]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -14,6 +14,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MOVIELENS_100K = REPO_ROOT.parent / "shared" / "data" / "movielens" / "ml-100k"
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# Keep Spark's driver and block manager on loopback.
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
 @pytest.fixture(scope="session")
