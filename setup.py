@@ -24,9 +24,9 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "dev": ["pytest>=8", "chispa>=0.10", "ruff>=0.6", "nbformat>=5"],
+    "dev": ["pytest>=8", "chispa>=0.10", "ruff>=0.6", "mlflow-skinny>=3,<4"],
     "bench": ["cornac>=2", "matplotlib>=3.8"],
-    "mlflow": ["mlflow>=2.16"],
+    "mlflow": ["mlflow-skinny>=3,<4"],
 }
 
 setup(

@@ -83,6 +83,10 @@ submit_args+=(--files "$conf_files${extra_files:+,$extra_files}")
 if [[ "$master" == local* && $has_master -eq 0 ]]; then
   export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
 fi
+# With --py-files the package is imported from the zip, which has no conf/ folder; a driver
+# on this machine (client mode) reads the configs here, one in cluster mode reads the
+# shipped copies from its working folder.
+export RECSYS_CONF_DIR="${RECSYS_CONF_DIR:-$here/conf}"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$python}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$python}"
 cmd=("$submit" "${submit_args[@]}" "$here/jobs/run.py" "$job" "${job_args[@]}")

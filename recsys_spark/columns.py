@@ -61,6 +61,64 @@ SOURCE = "source"
 RANK = "rank"
 LABEL = "label"
 
+# candidates/<snapshot> (generate_candidates)
+SOURCES = "sources"
+RETRIEVAL_SCORE = "retrieval_score"
+RETRIEVAL_RANK = "retrieval_rank"
+# Candidate sources, in the priority order that picks a candidate's primary ``source``.
+TWO_TOWER = "two_tower"
+CO_VISITATION = "co_visitation"
+POPULAR_REGION = "popular_region"
+FRESH = "fresh"
+CANDIDATE_SOURCES = (TWO_TOWER, CO_VISITATION, POPULAR_REGION, FRESH)
+
+# splits and feature snapshots (build_features, build_training_set)
+SPLIT = "split"
+TRAIN = "train"
+VALIDATION = "validation"
+TEST = "test"
+SPLITS = (TRAIN, VALIDATION, TEST)
+# Snapshot names under features/{users,videos}/: state as of t1 and as of t2.
+SNAPSHOTS = (VALIDATION, TEST)
+AS_OF = "as_of"
+
+# user features
+EVENTS_1D = "events_1d"
+EVENTS_7D = "events_7d"
+EVENTS_30D = "events_30d"
+EVENTS_ALL = "events_all"
+LOG_EVENTS_7D = "log_events_7d"
+LOG_EVENTS_30D = "log_events_30d"
+AVG_WATCH_FRACTION = "avg_watch_fraction"
+CATEGORY_AFFINITY = "category_affinity"
+HISTORY_VIDEO_IDS = "history_video_ids"
+HISTORY_VIDEO_IDX = "history_video_idx"
+DAYS_SINCE_LAST_ACTIVITY = "days_since_last_activity"
+
+# video features
+TITLE_TOKENS = "title_tokens"
+DURATION_BUCKET = "duration_bucket"
+AGE_DAYS = "age_days"
+VIEWS_1D = "views_1d"
+VIEWS_7D = "views_7d"
+VIEWS_30D = "views_30d"
+VIEWS_ALL = "views_all"
+LOG_VIEWS_7D = "log_views_7d"
+LOG_VIEWS_30D = "log_views_30d"
+LOG_VIEWS_ALL = "log_views_all"
+WATCH_THROUGH_RATE = "watch_through_rate"
+LIKE_RATE = "like_rate"
+
+# item frequencies and training rows
+COUNT = "count"
+PROBABILITY = "probability"
+HOUR_OF_DAY = "hour_of_day"
+DAY_OF_WEEK = "day_of_week"
+SAMPLING_PROBABILITY = "sampling_probability"
+NEGATIVE_VIDEO_IDX = "negative_video_idx"
+NEGATIVE_TYPES = "negative_types"
+NEGATIVE_SOURCES = ("random", "popular", "impression", "mined")
+
 USERS_SCHEMA = T.StructType(
     [
         T.StructField(USER_ID, T.StringType(), False),
@@ -107,6 +165,22 @@ SCHEMAS = {
     VIDEOS: VIDEOS_SCHEMA,
     INTERACTIONS: INTERACTIONS_SCHEMA,
 }
+
+# Output of the generate_candidates job, one table per snapshot.
+CANDIDATES_SCHEMA = T.StructType(
+    [
+        T.StructField(USER_ID, T.StringType(), False),
+        T.StructField(VIDEO_ID, T.StringType(), False),
+        T.StructField(SOURCE, T.StringType(), False),
+        T.StructField(SOURCES, T.ArrayType(T.StringType(), False), False),
+        # Dot product of the user's query embedding and the video's embedding.
+        T.StructField(RETRIEVAL_SCORE, T.DoubleType(), False),
+        # 1-based within the user, by retrieval_score (ties by video_id).
+        T.StructField(RETRIEVAL_RANK, T.IntegerType(), False),
+        T.StructField(MODEL_VERSION, T.StringType(), False),
+        T.StructField(RUN_ID, T.StringType(), False),
+    ]
+)
 
 # Output of the recommend job, partitioned by run_date.
 RECOMMENDATIONS_SCHEMA = T.StructType(

@@ -76,6 +76,16 @@ def exists(spark: SparkSession, path: str) -> bool:
     return fs.exists(hadoop_path)
 
 
+def qualified_path(spark: SparkSession, path: str) -> str:
+    """Return ``path`` as a full URI (``file:/abs/path``, ``hdfs://nn/...``).
+
+    Executors resolve a relative lake root against their own working folder, so a path
+    handed to ``SparkContext.addFile`` must be qualified first.
+    """
+    fs, hadoop_path = _jvm_path(spark, path)
+    return fs.makeQualified(hadoop_path).toString()
+
+
 def delete(spark: SparkSession, path: str) -> None:
     fs, hadoop_path = _jvm_path(spark, path)
     if fs.exists(hadoop_path):

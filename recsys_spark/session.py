@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
@@ -72,6 +73,9 @@ def get_spark(config: Config) -> SparkSession:
                 active.conf.set(key, value)
         return active
 
+    # Python workers run this interpreter unless told otherwise, so they see the same
+    # packages (pandas, TensorFlow, ScaNN) as the driver in local mode.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     if not SparkConf().contains("spark.master"):
         builder = builder.master(spark_conf.master)
