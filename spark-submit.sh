@@ -91,4 +91,8 @@ export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$python}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$python}"
 cmd=("$submit" "${submit_args[@]}" "$here/jobs/run.py" "$job" "${job_args[@]}")
 echo "+ ${cmd[*]}" >&2
+# RECSYS_DRY_RUN=1 stops after building the zip and printing the command (used by tests).
+if [[ "${RECSYS_DRY_RUN:-0}" == 1 ]]; then
+  exit 0
+fi
 exec "${cmd[@]}"

@@ -9,17 +9,6 @@ from typing import Optional, Sequence
 JOBS = (
     "generate",
     "ingest",
-    "build_features",
-    "build_training_set",
-    "train_two_tower",
-    "build_index",
-    "generate_candidates",
-    "mine_hard_negatives",
-    "train_ranker",
-    "recommend",
-    "validate_output",
-    "evaluate",
-    "benchmark",
     "pipeline",
 )
 
