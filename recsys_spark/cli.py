@@ -68,6 +68,8 @@ def job_main(
         run_stage(job, stage, run)
     except (ValueError, FileNotFoundError) as error:
         logger.error("%s failed (run %s): %s", job, run.run_id, error)
+        # The summary of a failed run records the error, so every run id has one.
+        run.record(job, {"status": "failed", "error": str(error)})
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

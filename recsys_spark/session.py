@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from pyspark import SparkConf
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from recsys_spark.settings import Config
@@ -77,9 +77,18 @@ def get_spark(config: Config) -> SparkSession:
     # packages (pandas, TensorFlow, ScaNN) as the driver in local mode.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
-    if not SparkConf().contains("spark.master"):
+    # Under spark-submit the JVM already runs with its --master and --conf values as system
+    # properties; attaching to it first lets SparkConf() read them.
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        SparkContext._ensure_initialized()
+    submitted = SparkConf()
+    if not submitted.contains("spark.master"):
         builder = builder.master(spark_conf.master)
     for key, value in settings.items():
+        # A value given to spark-submit (--conf, --driver-memory) wins over the defaults
+        # derived here; keys from the config's spark.conf section are applied regardless.
+        if submitted.contains(key) and key not in spark_conf.conf:
+            continue
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(spark_conf.log_level)
@@ -87,6 +96,6 @@ def get_spark(config: Config) -> SparkSession:
         "Spark %s session on %s with %s shuffle partitions",
         spark.version,
         spark.sparkContext.master,
-        settings["spark.sql.shuffle.partitions"],
+        spark.conf.get("spark.sql.shuffle.partitions"),
     )
     return spark
