@@ -12,6 +12,15 @@ from recsys_spark.runs import Run
 # Stage job modules in the order they run; each exposes run(run) -> summary dict.
 STAGES = (
     "ingest",
+    "build_features",
+    "build_training_set",
+    "train_two_tower",
+    "build_index",
+    "generate_candidates",
+    "train_ranker",
+    "recommend",
+    # Keep evaluate last: it scores what the stages before it wrote.
+    "evaluate",
 )
 
 

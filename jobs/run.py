@@ -9,6 +9,17 @@ from typing import Optional, Sequence
 JOBS = (
     "generate",
     "ingest",
+    "build_features",
+    "build_training_set",
+    "train_two_tower",
+    "build_index",
+    "generate_candidates",
+    "mine_hard_negatives",
+    "train_ranker",
+    "recommend",
+    "validate_output",
+    "evaluate",
+    "benchmark",
     "pipeline",
 )
 
@@ -16,8 +27,10 @@ JOBS = (
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: spark-submit.sh <job> [--config FILE]... [--set KEY=VALUE]...\n"
-              f"jobs: {', '.join(JOBS)}")
+        print(
+            f"usage: spark-submit.sh <job> [--config FILE]... [--set KEY=VALUE]...\n"
+            f"jobs: {', '.join(JOBS)}"
+        )
         return 0 if argv else 2
     job, rest = argv[0], argv[1:]
     if job not in JOBS:

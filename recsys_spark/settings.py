@@ -68,7 +68,9 @@ class SyntheticConfig:
         for name in ("users", "videos", "events", "topics", "partitions"):
             value = getattr(self, name)
             if value is not None and value <= 0:
-                raise ValueError(f"synthetic.{name} must be a positive integer or null, got {value}.")
+                raise ValueError(
+                    f"synthetic.{name} must be a positive integer or null, got {value}."
+                )
         for name in ("days", "block_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(
@@ -81,7 +83,12 @@ class SyntheticConfig:
                 "synthetic.freshness_half_life_days must be positive, "
                 f"got {self.freshness_half_life_days}."
             )
-        for name in ("duplicate_share", "misinformation_share", "unreviewed_share", "blocked_share"):
+        for name in (
+            "duplicate_share",
+            "misinformation_share",
+            "unreviewed_share",
+            "blocked_share",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"synthetic.{name} must be in [0, 1), got {value}.")
@@ -243,8 +250,9 @@ class DuplicatesRuleConfig:
     # HashingTF size for the shingles.
     num_features: int = 262144
     # Two videos whose embeddings have at least this cosine similarity are duplicates;
-    # null ignores embeddings.
-    min_cosine: Optional[float] = 0.98
+    # null ignores embeddings. Null by default: two-tower embeddings place videos of one
+    # topic close together, so they link distinct videos (see conf/base.yaml).
+    min_cosine: Optional[float] = None
     # Random-hyperplane LSH for embeddings: tables of bits_per_table sign bits each.
     embedding_tables: int = 8
     bits_per_table: int = 16
@@ -344,9 +352,7 @@ class FairnessRuleConfig:
                 f"{self.min_long_tail_share}."
             )
         if not 0.0 < self.head_share <= 1.0:
-            raise ValueError(
-                f"rules.fairness.head_share must be in (0, 1], got {self.head_share}."
-            )
+            raise ValueError(f"rules.fairness.head_share must be in (0, 1], got {self.head_share}.")
 
 
 @dataclass(frozen=True)
@@ -432,6 +438,7 @@ class RatingRegressionConfig:
 class XGBoostClassifierConfig:
     """xgboost.spark.SparkXGBClassifier (binary:logistic) settings."""
 
+    # Maximum boosting rounds.
     n_estimators: int = 200
     max_depth: int = 6
     learning_rate: float = 0.1
@@ -439,8 +446,25 @@ class XGBoostClassifierConfig:
     colsample_bytree: float = 0.8
     min_child_weight: float = 1.0
     reg_lambda: float = 1.0
+    # Boosting stops when the held-out metric has not improved for this many rounds, and
+    # predictions use the best round; null trains all n_estimators rounds.
+    early_stopping_rounds: Optional[int] = 20
+    # Share of the ranker-train users held out for early stopping (seeded).
+    holdout_fraction: float = 0.1
     # Spark tasks that train together in barrier mode; each needs a free task slot.
     num_workers: int = 1
+
+    def __post_init__(self):
+        if self.early_stopping_rounds is not None and self.early_stopping_rounds <= 0:
+            # The loader prefixes the section (ranker.xgboost_classifier or _ranker).
+            raise ValueError(
+                "early_stopping_rounds must be a positive integer or null (train all "
+                f"n_estimators rounds), got {self.early_stopping_rounds}."
+            )
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError(
+                f"holdout_fraction must be strictly between 0 and 1, got {self.holdout_fraction}."
+            )
 
 
 @dataclass(frozen=True)
@@ -457,8 +481,14 @@ class RankNetConfig:
 
     hidden_units: tuple[int, ...] = (64, 32)
     learning_rate: float = 0.001
-    epochs: int = 10
+    # Maximum epochs; training stops earlier when the held-out loss stops improving.
+    epochs: int = 20
+    early_stopping_patience: int = 2
+    # Share of the sampled users held out for early stopping (seeded).
+    holdout_fraction: float = 0.1
     batch_size: int = 512
+    # Negatives per user collected to the driver (seeded), beside all of the user's positives.
+    negatives_per_user: int = 100
     # Rows collected to the driver for training; whole users are sampled until this many.
     max_train_rows: int = 200_000
     # (positive, negative) pairs drawn per user and epoch; a user's pairs beyond it are sampled.
@@ -469,6 +499,26 @@ class RankNetConfig:
             raise ValueError(
                 f"ranker.ranknet.hidden_units must be a non-empty list of positive layer "
                 f"sizes, got {list(self.hidden_units)}."
+            )
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(
+                f"ranker.ranknet.holdout_fraction must be in [0, 1), got {self.holdout_fraction}."
+            )
+        for name in (
+            "epochs",
+            "early_stopping_patience",
+            "batch_size",
+            "negatives_per_user",
+            "max_train_rows",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(
+                    f"ranker.ranknet.{name} must be a positive integer, got {getattr(self, name)}."
+                )
+        if self.max_pairs_per_user <= 0:
+            raise ValueError(
+                "ranker.ranknet.max_pairs_per_user must be a positive integer, got "
+                f"{self.max_pairs_per_user}."
             )
 
 
@@ -485,13 +535,12 @@ class RankerConfig:
     )
     # Selection metric: nDCG at this cut-off on the ranker-validation users (AUC breaks ties).
     k: int = 10
-    # Share of label-window users (by a seeded hash of user_id) held out for selection.
+    # Share of the users active in the validation period held out for selection, chosen
+    # by a seeded hash of user_id.
     validation_fraction: float = 0.2
     # Negatives kept per ranker-train user (seeded); null keeps all of them.
     max_negatives_per_user: Optional[int] = None
-    logistic_regression: LogisticRegressionConfig = field(
-        default_factory=LogisticRegressionConfig
-    )
+    logistic_regression: LogisticRegressionConfig = field(default_factory=LogisticRegressionConfig)
     rating_regression: RatingRegressionConfig = field(default_factory=RatingRegressionConfig)
     xgboost_classifier: XGBoostClassifierConfig = field(default_factory=XGBoostClassifierConfig)
     xgboost_ranker: XGBoostRankerConfig = field(default_factory=XGBoostRankerConfig)
@@ -562,7 +611,7 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class PositivesConfig:
-    """Which events count as positives; every other event is context only."""
+    """Rules for positive events. Every other event is context for features only."""
 
     # A watch is positive when watch_s / duration_s reaches this fraction.
     min_watch_fraction: float = 0.5
@@ -580,10 +629,7 @@ class PositivesConfig:
                 "training.positives.min_watch_fraction must be in (0, 1], got "
                 f"{self.min_watch_fraction}."
             )
-        if (
-            self.min_watch_s_unknown_duration is not None
-            and self.min_watch_s_unknown_duration <= 0
-        ):
+        if self.min_watch_s_unknown_duration is not None and self.min_watch_s_unknown_duration <= 0:
             raise ValueError(
                 "training.positives.min_watch_s_unknown_duration must be positive or null, got "
                 f"{self.min_watch_s_unknown_duration}."
@@ -825,13 +871,15 @@ class TwoTowerConfig:
     learning_rate: float = 0.005
     batch_size: int = 512
     epochs: int = 8
-    # Epochs without a better validation recall before training stops.
+    # Training stops after this many epochs in a row without a better validation recall
+    # (0 stops at the first); the best epoch is restored either way.
     early_stopping_patience: int = 2
     # Steps per epoch, at most one pass over training/train; null makes it one pass.
     steps_per_epoch: Optional[int] = None
-    # Training steps run per call of the compiled train function.
-    steps_per_execution: int = 16
-    # Rows held in the seeded shuffle buffer while streaming training/train.
+    # Training steps run per call of the compiled train function. More steps save Python
+    # overhead per step but trace a larger function.
+    steps_per_execution: int = 1
+    # Rows in the seeded shuffle buffer while streaming training/train.
     shuffle_buffer: int = 50_000
     # Rows per record batch read from Parquet.
     read_batch_rows: int = 8192
@@ -839,12 +887,14 @@ class TwoTowerConfig:
     recall_k: int = 100
     # Validation rows scored per epoch (the first rows in file order); null scores all.
     validation_max_rows: Optional[int] = 20_000
-    # Feature snapshot of the exported corpus embeddings (features/videos/<snapshot>).
+    # Video feature snapshot (features/videos/<snapshot>) of the training corpus and of
+    # the exported embeddings.
     snapshot: Literal["validation", "test"] = "test"
     # Videos returned by the retrieval SavedModel.
     retrieval_k: int = 100
-    # ScaNN partitioning of the retrieval SavedModel; null sizes it from the corpus
-    # (about sqrt(n) leaves, a tenth of them searched, 4 x retrieval_k rescored exactly).
+    # ScaNN partitioning of the retrieval SavedModel; null sizes it from the corpus:
+    # about sqrt(n) leaves, searching a tenth of them or enough to cover 20 x retrieval_k
+    # videos, and 4 x retrieval_k candidates rescored exactly.
     scann_num_leaves: Optional[int] = None
     scann_leaves_to_search: Optional[int] = None
     scann_reorder_candidates: Optional[int] = None
@@ -898,9 +948,7 @@ class TwoTowerConfig:
         if self.temperature <= 0:
             raise ValueError(f"two_tower.temperature must be positive, got {self.temperature}.")
         if self.learning_rate <= 0:
-            raise ValueError(
-                f"two_tower.learning_rate must be positive, got {self.learning_rate}."
-            )
+            raise ValueError(f"two_tower.learning_rate must be positive, got {self.learning_rate}.")
         unknown = sorted(set(self.row_negative_types) - set(NEGATIVE_SOURCES))
         if unknown:
             raise ValueError(
@@ -1015,7 +1063,9 @@ class CandidatesConfig:
         if not self.snapshots:
             raise ValueError("candidates.snapshots must name at least one snapshot.")
         if len(set(self.snapshots)) != len(self.snapshots):
-            raise ValueError(f"candidates.snapshots lists a snapshot twice: {list(self.snapshots)}.")
+            raise ValueError(
+                f"candidates.snapshots lists a snapshot twice: {list(self.snapshots)}."
+            )
         for name in ("num_candidates", "batch_size", "tf_threads"):
             if getattr(self, name) <= 0:
                 raise ValueError(

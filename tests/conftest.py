@@ -29,7 +29,9 @@ def spark(tmp_path_factory):
             "spark.driver_memory=2g",
             "spark.log_level=ERROR",
             f"lake.root={warehouse / 'lake'}",
-            "spark.conf={spark.sql.warehouse.dir: " + str(warehouse) + ", spark.ui.enabled: 'false'}",
+            "spark.conf={spark.sql.warehouse.dir: "
+            + str(warehouse)
+            + ", spark.ui.enabled: 'false'}",
         ]
     )
     session = get_spark(config)
