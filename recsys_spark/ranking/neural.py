@@ -243,7 +243,12 @@ def fit_ranknet(
 
     require_columns(train, (*feature_columns, USER_ID, VIDEO_ID, LABEL), "ranker-train rows")
     sample = driver_sample(train, config.negatives_per_user, config.max_train_rows, seed)
-    frame = sample.select(USER_ID, LABEL, *feature_columns).toPandas()
+    # Sorted, so the pairs and the held-out users do not depend on the partitioning.
+    frame = (
+        sample.select(USER_ID, VIDEO_ID, LABEL, *feature_columns)
+        .toPandas()
+        .sort_values([USER_ID, VIDEO_ID], kind="stable", ignore_index=True)
+    )
     features = frame[list(feature_columns)].to_numpy(dtype=np.float32)
     labels = frame[LABEL].to_numpy()
     groups = pd.factorize(frame[USER_ID], sort=True)[0]
