@@ -19,6 +19,8 @@ if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
 fi
 job="$1"
 shift
+# Reject an unknown job name now, because spark-submit starts a JVM before jobs/run.py runs.
+"$python" "$here/jobs/run.py" "$job" --check || exit 2
 
 job_args=()
 submit_args=()

@@ -4,6 +4,11 @@ Valid rows go to ``lake/raw/<table>`` in the canonical schemas, the others to
 ``lake/quarantine/<table>`` with one ``reason`` each (see ``recsys_spark.validation``),
 and the valid user and video ids get dense indices in ``lake/id_maps/<table>``. For every
 table, rows read = rows loaded + rows quarantined; the job fails if that does not hold.
+
+Every check runs before the lake changes: the eight tables are written to staging folders,
+their row counts are checked there, and only then do they replace the previous versions
+together. A failed ingest therefore leaves the previous raw, quarantine and id map tables
+as they were.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +28,7 @@ from recsys_spark import io, validation
 from recsys_spark.cli import job_main
 from recsys_spark.id_maps import build_id_map
 from recsys_spark.runs import Run
+from recsys_spark.settings import Config
 from recsys_spark.sources import read_source
 
 logger = logging.getLogger(__name__)
@@ -95,49 +101,64 @@ def classify_table(
     return table
 
 
-def _written_rows(spark: SparkSession, path: str) -> int:
-    # Parquet keeps row counts in its footers, so this count reads no column data.
-    return spark.read.parquet(path).count()
-
-
-def write_table_outputs(run: Run, table: ClassifiedTable) -> int | None:
-    """Write a table's valid rows, its quarantine and, for users and videos, its id map.
+def table_outputs(run: Run, table: ClassifiedTable) -> dict[str, tuple[DataFrame, int]]:
+    """Return the lake tables built from one classified table, with their row counts.
 
     Returns:
-      The number of ids in the id map, or None for interactions.
-
-    Raises:
-      RuntimeError: A written table does not have the row count counted before writing.
+      ``{path: (rows, expected row count)}`` for the table's valid rows, its quarantine
+      and, for users and videos, its id map. Valid ids are unique, so an id map has one
+      row per loaded row.
     """
-    spark, lake, schema = run.spark, run.lake, C.SCHEMAS[table.name]
+    lake, schema = run.lake, C.SCHEMAS[table.name]
     valid = validation.valid_rows(table.rows, schema)
-    io.write_table(valid, lake.raw(table.name))
     quarantined = validation.quarantined_rows(table.rows, schema, run.run_id)
-    io.write_table(quarantined, lake.quarantine(table.name))
-
-    written = {
-        lake.raw(table.name): (
-            _written_rows(spark, lake.raw(table.name)),
-            table.loaded,
-        ),
-        lake.quarantine(table.name): (
-            _written_rows(spark, lake.quarantine(table.name)),
-            table.quarantined,
-        ),
+    outputs = {
+        lake.raw(table.name): (valid, table.loaded),
+        lake.quarantine(table.name): (quarantined, table.quarantined),
     }
-    id_map_size = None
     if table.name in ID_COLUMNS:
         id_column, index_column = ID_COLUMNS[table.name]
-        io.write_table(build_id_map(valid, id_column, index_column), lake.id_map(table.name))
-        id_map_size = _written_rows(spark, lake.id_map(table.name))
-        written[lake.id_map(table.name)] = (id_map_size, table.loaded)
-    for path, (found, expected) in written.items():
-        if found != expected:
+        id_map = build_id_map(valid, id_column, index_column)
+        outputs[lake.id_map(table.name)] = (id_map, table.loaded)
+    return outputs
+
+
+def check_row_counts(
+    spark: SparkSession, staged: Mapping[str, str], expected: Mapping[str, int]
+) -> None:
+    """Compare each staged table's row count with the count made before writing.
+
+    Args:
+      spark: The session.
+      staged: ``{destination: staging folder}``, as :func:`recsys_spark.io.write_tables`
+        passes it.
+      expected: ``{destination: row count}``.
+
+    Raises:
+      RuntimeError: A staged table has another row count (a bug).
+    """
+    for destination, staging in staged.items():
+        # Parquet keeps row counts in its footers, so this count reads no column data.
+        found = spark.read.parquet(staging).count()
+        if found != expected[destination]:
             raise RuntimeError(
-                f"Ingest invariant violated: {path} has {found} rows, expected {expected} "
-                f"({table.name}: read {table.read}, reasons {table.counts})."
+                f"Ingest invariant violated: {destination} would get {found} rows, expected "
+                f"{expected[destination]}. Nothing was replaced. This is a bug in jobs/ingest.py."
             )
-    return id_map_size
+
+
+def check_interactions_loaded(config: Config, interactions: ClassifiedTable) -> None:
+    """Raise ValueError when no interaction is valid, naming the quarantine reasons."""
+    if interactions.loaded > 0:
+        return
+    raise ValueError(
+        f"No valid interactions in the {config.data.source} source "
+        f"({config.data.path or config.data.size}): all {interactions.read} rows are "
+        f"invalid, reasons {interactions.summary()['reasons']}. Nothing was written, so "
+        "the lake keeps its previous tables. Fix the source or the ingest bounds "
+        "(ingest.min_event_ts, ingest.max_future_skew_s, ingest.min_rating, "
+        "ingest.max_rating, ingest.max_watch_ratio)."
+    )
 
 
 def run(run: Run) -> dict[str, Any]:
@@ -164,26 +185,27 @@ def run(run: Run) -> dict[str, Any]:
             lambda df: validation.classify_interactions(df, users.rows, videos.rows, bounds),
         )
         tables.append(interactions)
-        id_maps = {table.name: write_table_outputs(run, table) for table in tables}
+        check_interactions_loaded(config, interactions)
+
+        outputs: dict[str, tuple[DataFrame, int]] = {}
+        for table in tables:
+            outputs.update(table_outputs(run, table))
+        expected = {path: count for path, (_, count) in outputs.items()}
+        io.write_tables(
+            {path: rows for path, (rows, _) in outputs.items()},
+            check=lambda staged: check_row_counts(run.spark, staged, expected),
+        )
     finally:
         for table in tables:
             table.rows.unpersist()
 
-    summary = {
+    return {
         "source": config.data.source,
         "path": config.data.path if config.data.source != "synthetic" else None,
         "size": config.data.size if config.data.source == "synthetic" else None,
         "tables": {table.name: table.summary() for table in tables},
-        "id_maps": {name: size for name, size in id_maps.items() if size is not None},
+        "id_maps": {C.USERS: users.loaded, C.VIDEOS: videos.loaded},
     }
-    if interactions.loaded == 0:
-        raise ValueError(
-            f"No valid interactions in the {config.data.source} source "
-            f"({config.data.path or config.data.size}): all {interactions.read} rows were "
-            f"quarantined, reasons {interactions.summary()['reasons']}. Inspect "
-            f"{run.lake.quarantine(C.INTERACTIONS)}."
-        )
-    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

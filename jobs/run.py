@@ -36,6 +36,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if job not in JOBS:
         print(f"error: unknown job {job!r}; choose one of: {', '.join(JOBS)}.", file=sys.stderr)
         return 2
+    if rest == ["--check"]:
+        # spark-submit.sh checks the job name this way before spark-submit starts a JVM.
+        return 0
     module = importlib.import_module(f"jobs.{job}")
     return module.main(rest)
 

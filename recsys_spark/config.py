@@ -70,7 +70,9 @@ def resolve_config_path(name: str | os.PathLike) -> Path:
     conf_dirs += [CONF_DIR, Path.cwd()]
     candidates = [path]
     for folder in conf_dirs:
-        candidates += [folder / path.name, folder / f"{path.name}.yaml"]
+        candidates.append(folder / path.name)
+        if path.suffix not in (".yaml", ".yml"):
+            candidates.append(folder / f"{path.name}.yaml")
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -218,7 +220,11 @@ def _build(cls: type, tree: Mapping[str, Any], prefix: str, origins: Mapping[str
     try:
         return cls(**values)
     except ValueError as error:
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {error}") from error
+        message = str(error)
+        # A message that names its keys in full ("data.path is ...") needs no prefix.
+        if not (prefix and message.startswith(prefix)):
+            message = f"{prefix.rstrip('.') or 'config'}: {message}"
+        raise ConfigError(message) from error
 
 
 def load_config(

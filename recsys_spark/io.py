@@ -14,7 +14,7 @@ import json
 import logging
 import posixpath
 import uuid
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -120,18 +120,42 @@ def commit_directory(spark: SparkSession, staging: str, destination: str) -> Non
       Between the two renames ``destination`` is briefly absent. On object stores without
       atomic rename (S3) each rename is a copy, and readers may see a partial state.
     """
-    parent, name = posixpath.split(destination.rstrip("/"))
-    previous = posixpath.join(parent, f"{PREVIOUS_PREFIX}{name}-{uuid.uuid4().hex[:8]}")
-    had_previous = exists(spark, destination)
-    if had_previous:
-        _rename(spark, destination, previous)
+    commit_directories(spark, {destination: staging})
+
+
+def commit_directories(spark: SparkSession, staged: Mapping[str, str]) -> None:
+    """Replace each destination with its finished staging folder, all of them or none.
+
+    Each destination is replaced as in :func:`commit_directory`. The previous versions are
+    deleted only after the last rename succeeded, and when a rename fails the destinations
+    already replaced get their previous versions back before the error is raised.
+
+    Args:
+      spark: The session, for Hadoop file system access.
+      staged: ``{destination: staging folder}``.
+
+    Note:
+      The renames are not one atomic step. A process killed between two of them leaves
+      some destinations replaced and the previous versions in ``_previous-`` folders.
+    """
+    set_aside: dict[str, str] = {}
+    committed: list[str] = []
     try:
-        _rename(spark, staging, destination)
+        for destination, staging in staged.items():
+            if exists(spark, destination):
+                parent, name = posixpath.split(destination.rstrip("/"))
+                previous = posixpath.join(parent, f"{PREVIOUS_PREFIX}{name}-{uuid.uuid4().hex[:8]}")
+                _rename(spark, destination, previous)
+                set_aside[destination] = previous
+            _rename(spark, staging, destination)
+            committed.append(destination)
     except Exception:
-        if had_previous:
+        for destination in committed:
+            delete(spark, destination)
+        for destination, previous in set_aside.items():
             _rename(spark, previous, destination)
         raise
-    if had_previous:
+    for previous in set_aside.values():
         delete(spark, previous)
 
 
@@ -176,6 +200,42 @@ def write_table(
     else:
         commit_directory(spark, staging, path)
     logger.info("Wrote %s", path)
+
+
+def write_tables(
+    tables: Mapping[str, DataFrame],
+    check: Optional[Callable[[Mapping[str, str]], None]] = None,
+) -> None:
+    """Write several Parquet tables so that either all of them are replaced or none is.
+
+    Every table is first written to a staging folder beside its destination. ``check`` then
+    receives ``{destination: staging folder}`` and may raise to abandon the write. Only
+    after that are the destinations replaced, by :func:`commit_directories`.
+
+    Args:
+      tables: ``{destination folder: rows}``.
+      check: Optional verification of the staged tables, for example of their row counts.
+
+    Raises:
+      Whatever a write, ``check`` or a rename raises, after the staging folders are
+      deleted. The destinations then keep their previous versions.
+    """
+    if not tables:
+        return
+    spark = next(iter(tables.values())).sparkSession
+    staged: dict[str, str] = {}
+    try:
+        for destination, df in tables.items():
+            staged[destination] = staging_path(destination)
+            df.write.mode("overwrite").parquet(staged[destination])
+        if check is not None:
+            check(staged)
+        commit_directories(spark, staged)
+    except Exception:
+        for staging in staged.values():
+            delete(spark, staging)
+        raise
+    logger.info("Wrote %s", ", ".join(tables))
 
 
 def _commit_partitions(spark: SparkSession, staging: str, path: str, column: str) -> None:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
 from jobs import ingest
 from recsys_spark import columns as C
-from recsys_spark import validation
+from recsys_spark import io, validation
 from recsys_spark.config import ConfigError
 from recsys_spark.id_maps import build_id_map
 from recsys_spark.runs import Run
@@ -403,6 +406,66 @@ def test_parquet_missing_table_and_path(spark, tmp_path):
         parquet.read_parquet_tables(spark, str(tmp_path))
 
 
+def rewrite_without(table_folder, column):
+    """Rewrite the table's one data file with pyarrow, dropping ``column``.
+
+    pyarrow keeps the schema metadata, Spark's row metadata key included, so Spark still
+    lists the column. The checksum file Hadoop wrote beside the original is removed,
+    because Hadoop's local file system would otherwise reject the rewritten file.
+    """
+    (data_file,) = Path(table_folder).glob("part-*.parquet")
+    rewritten = pq.read_table(data_file).drop_columns([column])
+    assert parquet.SPARK_SCHEMA_KEY.encode() in rewritten.schema.metadata
+    pq.write_table(rewritten, data_file)
+    (data_file.parent / f".{data_file.name}.crc").unlink()
+    return data_file
+
+
+def test_parquet_stale_spark_metadata_named(spark, tmp_path):
+    frames = canonical_frames(spark, ["u1"], ["v1"], [("u1", "v1", at(1), "watch", 1.0, None)])
+    frames[C.INTERACTIONS] = frames[C.INTERACTIONS].coalesce(1)
+    write_source(tmp_path, frames)
+    data_file = rewrite_without(tmp_path / C.INTERACTIONS, C.VIDEO_ID)
+    # Spark reads its schema from the stale key, so it still lists the dropped column.
+    assert C.VIDEO_ID in spark.read.parquet(str(tmp_path / C.INTERACTIONS)).columns
+
+    with pytest.raises(ValueError) as error:
+        parquet.read_parquet_tables(spark, str(tmp_path))
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / C.INTERACTIONS}: file ")
+    assert data_file.name in message
+    assert "does not store column 'video_id' (string)" in message
+    assert parquet.SPARK_SCHEMA_KEY in message
+    assert "Columns stored in the file: event_ts, event_type, rating, user_id, watch_s." in message
+    assert message.endswith("Rewrite the file with the video_id column.")
+
+
+def test_parquet_stored_columns_readers_agree(spark, tmp_path):
+    frames = canonical_frames(spark, ["u1"], [], [])
+    write_source(tmp_path, {C.USERS: frames[C.USERS].coalesce(1)})
+    data_file = rewrite_without(tmp_path / C.USERS, C.REGION)
+    uri = spark.read.parquet(str(tmp_path / C.USERS)).inputFiles()[0]
+    expected = [name for name in C.USERS_SCHEMA.fieldNames() if name != C.REGION]
+    # pyarrow reads local files; the Hadoop reader serves every other file system.
+    assert parquet.stored_columns(spark, uri) == expected
+    assert parquet._hadoop_stored_columns(spark, uri) == expected
+    data_file.write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match="is not a readable Parquet file"):
+        parquet.stored_columns(spark, uri)
+    with pytest.raises(ValueError, match="is not a readable Parquet file"):
+        parquet._hadoop_stored_columns(spark, uri)
+
+
+def test_parquet_partition_column_accepted(spark, tmp_path):
+    events = [("u1", "v1", at(1), "watch", 1.0, None), ("u1", "v1", at(2), "like", None, None)]
+    frames = canonical_frames(spark, ["u1"], ["v1"], events)
+    write_source(tmp_path, {C.USERS: frames[C.USERS], C.VIDEOS: frames[C.VIDEOS]})
+    # The files under event_type=watch/ and event_type=like/ do not store event_type.
+    frames[C.INTERACTIONS].write.partitionBy(C.EVENT_TYPE).parquet(str(tmp_path / C.INTERACTIONS))
+    tables = parquet.read_parquet_tables(spark, str(tmp_path))
+    assertDataFrameEqual(tables[C.INTERACTIONS], frames[C.INTERACTIONS])
+
+
 def test_read_source_synthetic_schemas(spark, make_config):
     tables = read_source(spark, make_config("data.source=synthetic"))
     for name in C.TABLES:
@@ -496,6 +559,103 @@ def test_ingest_job_movielens_quirks(spark, make_config, tmp_path):
     assert [row.event_ts for row in unparseable] == ["soon"]
     videos = spark.read.parquet(run.lake.raw(C.VIDEOS)).orderBy(C.VIDEO_ID).collect()
     assert [row.title for row in videos] == ["Heat (1995)", "Léon (1994)"]
+
+
+def lake_tables(run):
+    return [
+        path
+        for name in C.TABLES
+        for path in (run.lake.raw(name), run.lake.quarantine(name), run.lake.id_map(name))
+        if name in (C.USERS, C.VIDEOS) or path != run.lake.id_map(name)
+    ]
+
+
+def leftover_folders(run):
+    """Staging and set-aside folders under the ingest outputs, which must not outlive a run."""
+    return [
+        name
+        for folder in ("raw", "quarantine", "id_maps")
+        for name in io.list_dir(run.spark, run.lake.path(folder))
+        if name.startswith((io.STAGING_PREFIX, io.PREVIOUS_PREFIX))
+    ]
+
+
+def test_failed_ingest_keeps_previous_tables(spark, make_config, tmp_path):
+    good = tmp_path / "good"
+    events = [("u1", "v1", at(1), "watch", 10.0, None), ("u1", "v2", at(2), "like", None, None)]
+    events += [("u404", "v1", at(3), "like", None, None)]  # unknown_user, so quarantine/ has a row
+    write_source(good, canonical_frames(spark, ["u1", "u2"], ["v1", "v2"], events))
+    run, _ = run_ingest(spark, make_config, "data.source=parquet", f"data.path={good}")
+    paths = lake_tables(run)
+    assert len(paths) == 8
+    before = {path: spark.read.parquet(path).collect() for path in paths}
+    assert len(before[run.lake.quarantine(C.INTERACTIONS)]) == 1
+
+    missing_column = canonical_frames(spark, ["u9"], ["v9"], [])
+    missing_column[C.INTERACTIONS] = spark.createDataFrame(
+        [("u9", at(1), "watch", 1.0, None)],
+        "user_id string, event_ts timestamp, event_type string, watch_s double, rating double",
+    )
+    # Different users and videos, and every event refers to a user that is not in users/.
+    all_invalid = canonical_frames(
+        spark, ["u9"], ["v9"], [("u404", "v9", at(1), "watch", 1.0, None)] * 2
+    )
+    stale_metadata = canonical_frames(
+        spark, ["u9"], ["v9"], [("u9", "v9", at(1), "watch", 1.0, None)]
+    )
+    stale_metadata[C.INTERACTIONS] = stale_metadata[C.INTERACTIONS].coalesce(1)
+    bad_sources = {
+        "missing column": (missing_column, "missing column 'video_id'"),
+        "all invalid": (all_invalid, r"No valid interactions .* reasons \{'unknown_user': 2\}"),
+        "stale metadata": (stale_metadata, "does not store column 'video_id'"),
+    }
+    for label, (frames, message) in bad_sources.items():
+        source = tmp_path / label.replace(" ", "_")
+        write_source(source, frames)
+        if label == "stale metadata":
+            rewrite_without(source / C.INTERACTIONS, C.VIDEO_ID)
+        with pytest.raises(ValueError, match=message):
+            run_ingest(spark, make_config, "data.source=parquet", f"data.path={source}")
+        for path in paths:
+            assertDataFrameEqual(spark.read.parquet(path), before[path])
+        assert leftover_folders(run) == [], label
+
+
+def test_write_tables_failed_check_writes_nothing(spark, tmp_path):
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    old = spark.createDataFrame([(1,)], "x int")
+    io.write_tables({first: old, second: old})
+    new = spark.createDataFrame([(2,), (3,)], "x int")
+    checked = {}
+
+    def reject(staged):
+        for path, staging in staged.items():
+            checked[path] = spark.read.parquet(staging).count()
+        raise RuntimeError("rejected")
+
+    with pytest.raises(RuntimeError, match="rejected"):
+        io.write_tables({first: new, second: new}, check=reject)
+    # The check saw both new tables in staging, and neither replaced the old one.
+    assert checked == {first: 2, second: 2}
+    assertDataFrameEqual(spark.read.parquet(first), old)
+    assertDataFrameEqual(spark.read.parquet(second), old)
+    assert io.list_dir(spark, str(tmp_path)) == ["first", "second"]
+
+
+def test_commit_directories_undoes_on_failure(spark, tmp_path):
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    old = spark.createDataFrame([(1,)], "x int")
+    io.write_tables({first: old, second: old})
+    staging = str(tmp_path / "staging-first")
+    spark.createDataFrame([(2,)], "x int").write.parquet(staging)
+    # The second staging folder does not exist, so its rename fails after the first one
+    # has replaced its destination, which then gets its previous version back. Hadoop's
+    # local file system raises FileNotFoundException there rather than returning false.
+    with pytest.raises(Py4JJavaError, match="absent does not exist"):
+        io.commit_directories(spark, {first: staging, second: str(tmp_path / "absent")})
+    assertDataFrameEqual(spark.read.parquet(first), old)
+    assertDataFrameEqual(spark.read.parquet(second), old)
+    assert io.list_dir(spark, str(tmp_path)) == ["first", "second"]
 
 
 @pytest.mark.integration

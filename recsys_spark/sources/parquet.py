@@ -10,8 +10,13 @@ Spark runs a job.
 from __future__ import annotations
 
 import logging
+import math
 import posixpath
+from urllib.parse import unquote, urlparse
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+from py4j.protocol import Py4JJavaError
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -24,6 +29,12 @@ logger = logging.getLogger(__name__)
 
 # Columns a table may leave out; they are filled with nulls.
 OPTIONAL_COLUMNS = frozenset({C.EXTRAS})
+
+# Maximum footers read per table, spread evenly over its files in name order. Reading
+# every footer would cost one request per file on an object store.
+MAX_FOOTERS_CHECKED = 8
+
+SPARK_SCHEMA_KEY = "org.apache.spark.sql.parquet.row.metadata"
 
 _INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _NUMERIC = (*_INTEGRAL, T.FloatType, T.DoubleType, T.DecimalType)
@@ -93,12 +104,104 @@ def conform(df: DataFrame, schema: T.StructType, where: str) -> DataFrame:
     return df.select(*selected)
 
 
+def stored_columns(spark: SparkSession, file: str) -> list[str]:
+    """Read the top-level column names from the Parquet schema in one file's footer.
+
+    Local files are read with pyarrow. Files on other file systems (HDFS, S3A, ABFS) are
+    read through the JVM's Hadoop FileSystem and Spark's bundled parquet-mr reader, as
+    Spark reads them.
+
+    Args:
+      spark: The session.
+      file: The file's URI as ``DataFrame.inputFiles`` returns it (``file:///...``,
+        ``s3a://...``), percent-encoded.
+
+    Raises:
+      ValueError: The file has no readable Parquet footer.
+    """
+    uri = urlparse(file)
+    if uri.scheme not in ("", "file"):
+        return _hadoop_stored_columns(spark, file)
+    try:
+        return pq.read_schema(unquote(uri.path)).names
+    except (OSError, pa.ArrowException) as error:
+        raise ValueError(f"{file} is not a readable Parquet file: {error}") from error
+
+
+def _hadoop_stored_columns(spark: SparkSession, file: str) -> list[str]:
+    # NOTE: the tests run this reader on local files only.
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(file))
+    hadoop_file = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(
+        path, spark.sparkContext._jsc.hadoopConfiguration()
+    )
+    try:
+        reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(hadoop_file)
+    except Py4JJavaError as error:
+        raise ValueError(f"{file} is not a readable Parquet file: {error}") from error
+    try:
+        schema = reader.getFooter().getFileMetaData().getSchema()
+        return [field.getName() for field in schema.getFields()]
+    finally:
+        reader.close()
+
+
+def check_stored_columns(
+    spark: SparkSession, df: DataFrame, schema: T.StructType, where: str
+) -> None:
+    """Check that the files of a Parquet table store the required columns Spark lists.
+
+    Without ``mergeSchema``, Spark (4.3) takes a table's schema from one file's footer, and
+    from the Spark schema in its ``org.apache.spark.sql.parquet.row.metadata`` key where
+    the footer has one. A file rewritten without a column (by pyarrow, for example) can
+    keep that key, and Spark then lists the column and reads it as all nulls. This check
+    reads the Parquet schema itself from the footers of up to ``MAX_FOOTERS_CHECKED``
+    files. A column a file lacks is accepted when it is a partition column of the file's
+    folders (``column=value``).
+
+    Args:
+      spark: The session.
+      df: The table as ``spark.read.parquet`` returned it.
+      schema: Its canonical schema; the columns outside ``OPTIONAL_COLUMNS`` are checked.
+      where: The table's path, for error messages.
+
+    Raises:
+      ValueError: A checked file lacks a required column. The message names the table,
+        the file, the column and the fix.
+    """
+    required = [
+        field
+        for field in schema.fields
+        if field.name not in OPTIONAL_COLUMNS and field.name in df.columns
+    ]
+    files = sorted(df.inputFiles())
+    # NOTE: a file outside this sample that lacks a column still reads as nulls.
+    step = max(1, math.ceil(len(files) / MAX_FOOTERS_CHECKED))
+    for file in files[::step]:
+        stored = set(stored_columns(spark, file))
+        folders = file.split("/")[:-1]
+        for field in required:
+            partitioned = any(folder.startswith(f"{field.name}=") for folder in folders)
+            if field.name in stored or partitioned:
+                continue
+            raise ValueError(
+                f"{where}: file {file} does not store column {field.name!r} "
+                f"({field.dataType.simpleString()}), but Spark's schema of the table lists "
+                "it, so Spark would read it as all nulls. Spark takes that schema from one "
+                f"file's footer, where a rewrite by another tool (pyarrow, for example) can "
+                f"leave a stale {SPARK_SCHEMA_KEY} key. Columns stored in the file: "
+                f"{', '.join(sorted(stored)) or 'none'}. Rewrite the file with the "
+                f"{field.name} column."
+            )
+
+
 def read_parquet_tables(spark: SparkSession, path: str) -> dict[str, DataFrame]:
     """Read and check the canonical tables under ``path`` (``path/users`` and so on).
 
     Raises:
       FileNotFoundError: ``path`` or one of its three tables does not exist.
-      ValueError: A table is not readable as Parquet or fails :func:`conform`.
+      ValueError: A table is not readable as Parquet, fails :func:`conform`, or has a
+        file that lacks a required column (:func:`check_stored_columns`).
     """
     if not io.exists(spark, path):
         raise FileNotFoundError(
@@ -118,4 +221,5 @@ def read_parquet_tables(spark: SparkSession, path: str) -> dict[str, DataFrame]:
         except AnalysisException as error:
             raise ValueError(f"{table_path} is not a readable Parquet table: {error}") from error
         tables[table] = conform(df, C.SCHEMAS[table], table_path)
+        check_stored_columns(spark, df, C.SCHEMAS[table], table_path)
     return tables

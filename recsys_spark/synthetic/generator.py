@@ -99,7 +99,7 @@ def _prepare(spark: SparkSession, config: Config) -> tuple[SyntheticSpec, World,
     world = build_world(spec)
     catalog: Catalog = build_catalog(spec, world)
     logger.info(
-        "Synthetic %s (seed %d): %d users, %d videos, about %d events, %d topics, %d creators",
+        "Synthetic %s (seed %d): %d users, %d videos, target %d events, %d topics, %d creators",
         spec.size,
         spec.seed,
         spec.users,
