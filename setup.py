@@ -41,6 +41,8 @@ setup(
     python_requires=">=3.10,<3.13",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
+    # `recsys-spark <job> [--config FILE] [--set key=value]`, for Databricks wheel tasks.
+    entry_points={"console_scripts": ["recsys-spark=jobs.run:main"]},
     license="Apache-2.0",
     classifiers=[
         "Programming Language :: Python :: 3.11",
