@@ -21,11 +21,13 @@ INSTALL_REQUIRES = [
     "pyyaml>=6",
     # xgboost.spark's estimators import scikit-learn.
     "scikit-learn>=1.4",
+    # The evaluate job's report.html inlines its plots.
+    "matplotlib>=3.8",
 ]
 
 EXTRAS_REQUIRE = {
     "dev": ["pytest>=8", "chispa>=0.10", "ruff>=0.6", "mlflow-skinny>=3,<4"],
-    "bench": ["cornac>=2", "matplotlib>=3.8"],
+    "bench": ["cornac>=2"],
     "mlflow": ["mlflow-skinny>=3,<4"],
 }
 

@@ -182,7 +182,7 @@ def test_report_inlines_plots_or_says_why(evaluated):
         # Recall, long tail, Lorenz and rule effects are drawn and inlined.
         assert report.count('src="data:image/png;base64,') == 4
     else:
-        assert report.count("matplotlib is not installed") == 5
+        assert report.count("matplotlib is not installed") == 4
 
 
 @pytest.mark.integration

@@ -1,8 +1,9 @@
 """The self-contained HTML report of an evaluation, rendered from metrics.json alone.
 
 Plots are PNG images inlined as base64, so report.html opens anywhere without its
-folder. Each plot whose data is missing shows the reason instead. Plots need matplotlib
-(``pip install -e '.[bench]'``); without it every plot shows that reason and the tables remain.
+folder. Each plot whose data is missing shows the reason instead. Plots need matplotlib,
+a dependency of the package; where it fails to import, every plot shows that reason and
+the tables remain.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _figure():
         from matplotlib.figure import Figure
     except ImportError as error:
         raise NotAvailable(
-            "matplotlib is not installed; install it with pip install -e '.[bench]'"
+            "matplotlib is not installed; install it with pip install 'matplotlib>=3.8'"
         ) from error
     return Figure(figsize=(7, 4), dpi=100, layout="constrained")
 
