@@ -34,6 +34,9 @@ while [[ $# -gt 0 ]]; do
       job_args+=("$1" "$2"); shift 2 ;;
     --config=*|--set=*)
       job_args+=("${1%%=*}" "${1#*=}"); shift ;;
+    -h|--help)
+      # The job's own help (its description and options); no JVM is started.
+      exec "$python" "$here/jobs/run.py" "$job" --help ;;
     --master)
       [[ $# -ge 2 ]] || { echo "error: --master needs a value" >&2; exit 2; }
       has_master=1; submit_args+=("$1" "$2"); shift 2 ;;

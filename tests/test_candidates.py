@@ -145,10 +145,18 @@ def write_lake(spark, lake):
             T.StructField(C.VIDEO_ID, T.StringType(), False),
             T.StructField(C.VIDEO_IDX, T.LongType(), False),
             T.StructField(C.AGE_DAYS, T.DoubleType(), True),
+            T.StructField(C.UPLOAD_TS, T.TimestampType(), True),
+            T.StructField(C.AS_OF, T.TimestampType(), False),
         ]
     )
+    # v30 is uploaded 2 days after the snapshot, so its age is clipped to 0 as in
+    # build_features.
     ages = {30: -2.0, 29: 1.0, 28: 3.0}
-    videos = [(vid(i), i, ages.get(i, 100.0)) for i in range(1, NUM_VIDEOS + 1)]
+    day = dt.timedelta(days=1)
+    videos = [
+        (vid(i), i, max(ages.get(i, 100.0), 0.0), T1 - ages.get(i, 100.0) * day, T1)
+        for i in range(1, NUM_VIDEOS + 1)
+    ]
     io.write_table(
         spark.createDataFrame(videos, video_schema), lake.features("videos", "validation")
     )
@@ -462,12 +470,15 @@ def test_popular_window_and_region(spark):
 
 
 def test_fresh_and_unreleased(spark):
+    # v04 is uploaded a day after the snapshot: build_features clips its age to 0.
+    day = dt.timedelta(days=1)
+    ages = [(1, 0.5), (2, 3.0), (3, 10.0), (4, -1.0), (5, 0.5)]
     videos = spark.createDataFrame(
-        [(1, 0.5), (2, 3.0), (3, 10.0), (4, -1.0), (5, 0.5)],
-        "video_idx long, age_days double",
+        [(i, max(age, 0.0), T1 - age * day, T1) for i, age in ages],
+        "video_idx long, age_days double, upload_ts timestamp, as_of timestamp",
     )
     fresh = sources.fresh_videos(videos, max_age_days=7.0, count=5).first()
-    # Newest first; v01 and v05 tie on age, so by video_idx.
+    # Newest first; v01 and v05 tie on age, so by video_idx; v04 is not out yet.
     assert fresh[sources.FRESH_VIDEO_IDX] == [1, 5, 2]
     assert [r.video_idx for r in sources.unreleased_videos(videos).collect()] == [4]
     empty = sources.fresh_videos(videos.where(F.lit(False)), 7.0, 5).first()

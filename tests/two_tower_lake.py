@@ -64,6 +64,7 @@ VIDEO_FEATURES_SCHEMA = T.StructType(
         T.StructField(C.LANGUAGE, T.StringType(), True),
         T.StructField(C.DURATION_BUCKET, T.StringType(), True),
         T.StructField(C.AGE_DAYS, T.DoubleType(), True),
+        T.StructField(C.UPLOAD_TS, T.TimestampType(), True),
         T.StructField(C.AS_OF, T.TimestampType(), False),
     ]
 )
@@ -115,6 +116,7 @@ def _videos_rows(as_of: dt.datetime, rng: np.random.Generator) -> list[tuple]:
                 "en" if idx % 2 else "fr",
                 DURATION_BUCKETS[int(rng.integers(len(DURATION_BUCKETS)))],
                 age,
+                as_of - dt.timedelta(days=age),
                 as_of,
             )
         )

@@ -22,6 +22,7 @@ from recsys_spark.columns import (
     EVENT_TYPE,
     HISTORY_VIDEO_IDX,
     REGION,
+    UPLOAD_TS,
     USER_ID,
     VIDEO_ID,
     VIDEO_IDX,
@@ -254,8 +255,9 @@ def fresh_videos(videos: DataFrame, max_age_days: float, count: int) -> DataFram
     """List the newest uploads that are at most ``max_age_days`` old at the snapshot.
 
     Args:
-      videos: ``video_idx``, ``age_days`` (a ``features/videos/<snapshot>`` table, whose
-        ``age_days`` is the time from upload to the snapshot).
+      videos: ``video_idx``, ``age_days``, ``upload_ts``, ``as_of`` (a
+        ``features/videos/<snapshot>`` table, whose ``age_days`` is the time from upload
+        to the snapshot, and 0 for videos uploaded after it).
       max_age_days: Oldest upload age that counts as fresh.
       count: Videos kept, newest first, then by ``video_idx``.
 
@@ -263,7 +265,7 @@ def fresh_videos(videos: DataFrame, max_age_days: float, count: int) -> DataFram
       One row: ``fresh_video_idx`` (array<long>; empty when nothing is fresh).
     """
     fresh = (
-        videos.where(F.col(AGE_DAYS).between(0.0, max_age_days))
+        videos.where(_released() & F.col(AGE_DAYS).between(0.0, max_age_days))
         .orderBy(F.asc(AGE_DAYS), F.asc(VIDEO_IDX))
         .limit(count)
     )
@@ -275,9 +277,15 @@ def fresh_videos(videos: DataFrame, max_age_days: float, count: int) -> DataFram
 
 
 def unreleased_videos(videos: DataFrame) -> DataFrame:
-    """Return the ``video_idx`` of videos uploaded after the snapshot (negative ``age_days``).
+    """Return the ``video_idx`` of videos uploaded after the snapshot (``upload_ts > as_of``).
 
     The index covers the corpus of the model's own snapshot, so the earlier snapshot's
-    candidates must leave out the videos that did not exist yet.
+    candidates must leave out the videos that did not exist yet. Their ``age_days`` is
+    clipped to 0, so only ``upload_ts`` tells them apart.
     """
-    return videos.where(F.col(AGE_DAYS) < 0).select(VIDEO_IDX)
+    return videos.where(~_released()).select(VIDEO_IDX)
+
+
+def _released() -> Column:
+    """True for a video uploaded at or before its snapshot's ``as_of``, or of unknown age."""
+    return F.col(UPLOAD_TS).isNull() | (F.col(UPLOAD_TS) <= F.col(AS_OF))
