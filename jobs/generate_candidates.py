@@ -3,8 +3,11 @@
 Ships ``models/index/<version>/`` (``candidates.index_version``, or LATEST) to the
 executors, which embed the users of ``features/users/<snapshot>`` with its query
 SavedModel and search its ScaNN index. Extra sources (co-visitation, popular in the
-user's region, fresh uploads) are computed in Spark from events before the snapshot.
-Already-watched videos and videos not yet uploaded at the snapshot are excluded.
+user's region, fresh uploads) are computed in Spark from the events that the snapshot
+may see. These are the events before its ``as_of`` time, and with the random split only
+those of its visible splits (train for ``validation``, train and validation for ``test``).
+Already-watched videos and videos not yet uploaded at the snapshot are excluded, and every
+candidate gets its ``co_visitation_score``.
 Writes ``candidates/<snapshot>`` for every snapshot in ``candidates.snapshots``.
 """
 
@@ -29,14 +32,17 @@ from recsys_spark.columns import (
     RUN_ID,
     SOURCE,
     SOURCES,
+    SPLIT,
     TWO_TOWER,
     USER_ID,
     VIDEO_IDX,
 )
-from recsys_spark.retrieval import artifacts, sources
+from recsys_spark.retrieval import artifacts, cooccurrence, sources
 from recsys_spark.retrieval.candidates import CandidateSpec, candidate_inputs, retrieve_candidates
 from recsys_spark.retrieval.serving import TWO_TOWER_KEY, ship_index
 from recsys_spark.runs import Run
+from recsys_spark.settings import TrainingConfig
+from recsys_spark.splits import assign_random_split, visible_splits
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +85,31 @@ def snapshot_candidates(
     )
     partitions = config.partitions or 2 * spark.sparkContext.defaultParallelism
     retrieved = retrieve_candidates(inputs, spec, partitions, loads)
+    scores = cooccurrence.co_visitation_scores(users, table, config.co_visitation_history)
+    retrieved = cooccurrence.add_co_visitation_score(retrieved, scores, videos)
     return retrieved.select(
         *retrieved.columns,
         F.lit(model_version).alias(MODEL_VERSION),
         F.lit(run.run_id).alias(RUN_ID),
     ).select(*CANDIDATES_SCHEMA.fieldNames())
+
+
+def visible_interactions(
+    interactions: DataFrame, training: TrainingConfig, seed: int, snapshot: str
+) -> DataFrame:
+    """Keep the interactions of the splits that ``snapshot`` may see.
+
+    The time and leave-last-n splits need nothing here: their snapshots' ``as_of`` times
+    already cut every later event. The random split puts every event before the snapshot
+    time, so the split itself must keep the validation pairs (the ranker's labels) out
+    of the validation snapshot's watched set and popularity counts.
+    """
+    if training.split != "random":
+        return interactions
+    split = assign_random_split(
+        interactions, training.validation_fraction, training.test_fraction, seed
+    )
+    return split.where(F.col(SPLIT).isin(list(visible_splits(snapshot)))).drop(SPLIT)
 
 
 def candidate_counts(candidates: DataFrame, users: DataFrame, num_candidates: int) -> dict:
@@ -138,7 +164,7 @@ def run(run: Run) -> dict[str, Any]:
     metadata = artifacts.read_metadata(spark, lake, index_version)
     model_version = metadata[TWO_TOWER_KEY]["version"]
     bundle_name = ship_index(spark, artifacts.version_path(lake, index_version))
-    interactions = io.read_table(spark, lake.raw(INTERACTIONS), "raw interactions")
+    raw_interactions = io.read_table(spark, lake.raw(INTERACTIONS), "raw interactions")
     loads = spark.sparkContext.accumulator(0)
     summary: dict[str, Any] = {
         "index_version": index_version,
@@ -148,6 +174,9 @@ def run(run: Run) -> dict[str, Any]:
     for snapshot in config.snapshots:
         path = posixpath.join(lake.candidates(), snapshot)
         logger.info("Generating %s candidates with index %s", snapshot, index_version)
+        interactions = visible_interactions(
+            raw_interactions, run.config.training, run.config.seed, snapshot
+        )
         io.write_table(
             snapshot_candidates(run, snapshot, interactions, bundle_name, model_version, loads),
             path,

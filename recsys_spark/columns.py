@@ -65,6 +65,8 @@ LABEL = "label"
 SOURCES = "sources"
 RETRIEVAL_SCORE = "retrieval_score"
 RETRIEVAL_RANK = "retrieval_rank"
+# Summed co-visitation similarity of a candidate to the user's recent positives.
+CO_VISITATION_SCORE = "co_visitation_score"
 # Candidate sources, in the priority order that picks a candidate's primary ``source``.
 TWO_TOWER = "two_tower"
 CO_VISITATION = "co_visitation"
@@ -177,6 +179,8 @@ CANDIDATES_SCHEMA = T.StructType(
         T.StructField(RETRIEVAL_SCORE, T.DoubleType(), False),
         # 1-based within the user, by retrieval_score (ties by video_id).
         T.StructField(RETRIEVAL_RANK, T.IntegerType(), False),
+        # Summed co-visitation similarity to the user's recent positives, 0 when none.
+        T.StructField(CO_VISITATION_SCORE, T.DoubleType(), False),
         T.StructField(MODEL_VERSION, T.StringType(), False),
         T.StructField(RUN_ID, T.StringType(), False),
     ]

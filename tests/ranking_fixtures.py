@@ -85,8 +85,18 @@ LABEL_EVENTS_SCHEMA = T.StructType(
 )
 
 
-def candidate(user_id, video_id, score, rank, sources=("two_tower",)):
-    return (user_id, video_id, sources[0], list(sources), float(score), rank, "tt-1", "run-1")
+def candidate(user_id, video_id, score, rank, sources=("two_tower",), co_visitation_score=0.0):
+    return (
+        user_id,
+        video_id,
+        sources[0],
+        list(sources),
+        float(score),
+        rank,
+        float(co_visitation_score),
+        "tt-1",
+        "run-1",
+    )
 
 
 def user_features(

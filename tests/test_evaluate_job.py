@@ -66,7 +66,7 @@ def write_lake(spark, lake: io.Lake) -> None:
         )
     candidates = spark.createDataFrame(
         [
-            (user, video, source, sources, score, 0, "tt-1", EVALUATED_RUN)
+            (user, video, source, sources, score, 0, 0.0, "tt-1", EVALUATED_RUN)
             for user, video, source, sources, score in CANDIDATES
         ],
         C.CANDIDATES_SCHEMA,

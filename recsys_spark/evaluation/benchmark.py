@@ -19,6 +19,9 @@ as all peers here do.
 Our pipeline runs as a black box on each protocol's training interactions: they are
 written as a Parquet source, the pipeline's stages run with ``training.test_fraction: 0``
 into a lake of their own, and its lists are scored on the protocol's test interactions.
+Inside, the pipeline holds out its validation split the way the protocol holds out its
+test set (``training.split``: ``random`` for the stratified protocol, ``time`` for the
+temporal one), so that the ranker learns from labels drawn like the test labels.
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ class Protocol:
     # Relevant (user_id, video_id) pairs of the evaluated users.
     relevant: DataFrame
     counts: dict[str, Any]
+    # training.split of our pipeline's runs: its validation split mimics the test split.
+    pipeline_split: str = "time"
 
 
 @dataclasses.dataclass
@@ -156,6 +161,7 @@ def stratified_protocol(interactions: DataFrame, settings: BenchmarkConfig, seed
         train=train,
         relevant=relevant,
         counts=_counts(train, relevant),
+        pipeline_split="random",
     )
 
 
@@ -181,6 +187,7 @@ def temporal_protocol(interactions: DataFrame, settings: BenchmarkConfig) -> Pro
         train=train,
         relevant=relevant,
         counts=counts,
+        pipeline_split="time",
     )
 
 
@@ -297,6 +304,7 @@ def run_ours(
         f"data.path={source}",
         f"lake.root={posixpath.join(root, 'lake')}",
         "training.test_fraction=0.0",
+        f"training.split={protocol.pipeline_split}",
         f"recommend.k={k}",
         *settings.pipeline_overrides,
     ]

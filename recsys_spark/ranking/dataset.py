@@ -23,6 +23,7 @@ from recsys_spark.columns import (
     CANDIDATE_SOURCES,
     CATEGORY,
     CATEGORY_AFFINITY,
+    CO_VISITATION_SCORE,
     CREATOR_ID,
     DAYS_SINCE_LAST_ACTIVITY,
     DEFAULT_SEED,
@@ -52,7 +53,15 @@ from recsys_spark.columns import (
 )
 from recsys_spark.positives import IS_POSITIVE
 
-CANDIDATE_COLUMNS = (USER_ID, VIDEO_ID, SOURCE, SOURCES, RETRIEVAL_SCORE, RETRIEVAL_RANK)
+CANDIDATE_COLUMNS = (
+    USER_ID,
+    VIDEO_ID,
+    SOURCE,
+    SOURCES,
+    RETRIEVAL_SCORE,
+    RETRIEVAL_RANK,
+    CO_VISITATION_SCORE,
+)
 USER_FEATURE_COLUMNS = (
     USER_ID,
     USER_IDX,
@@ -83,10 +92,15 @@ VIDEO_FEATURE_COLUMNS = (
 FEATURE_COLUMNS = (
     # retrieval
     "retrieval_score",
+    # retrieval_score minus the user's best, which puts every user on one scale
+    "retrieval_score_gap",
     "retrieval_log_rank",
     "retrieval_reciprocal_rank",
     *(f"from_{source}" for source in CANDIDATE_SOURCES),
     "num_sources",
+    # item-to-item co-visitation: the summed similarity, and its share of the user's best
+    "co_visitation_score",
+    "co_visitation_relative",
     # user activity as of the snapshot
     "user_log_events_7d",
     "user_log_events_30d",
@@ -199,7 +213,7 @@ def build_ranking_features(
     Args:
       candidates: One row per (user, candidate video): ``user_id``, ``video_id``,
         ``source``, ``sources`` (array<string>), ``retrieval_score``, ``retrieval_rank``,
-        plus any other columns, which pass through.
+        ``co_visitation_score``, plus any other columns, which pass through.
       user_features: ``features/users/<snapshot>``; reads ``user_id``, ``user_idx``,
         ``language``, ``events_all``, ``log_events_7d``, ``log_events_30d``,
         ``avg_watch_fraction``, ``category_affinity``, ``history_video_ids``,
@@ -211,7 +225,8 @@ def build_ranking_features(
     Returns:
       The candidate columns, ``user_idx`` (long, null for users without features) and
       every column of :data:`FEATURE_COLUMNS` as a non-null double. ``retrieval_score``
-      is a candidate column and a feature, so it appears once, with null replaced by 0.
+      and ``co_visitation_score`` are candidate columns and features, so each appears
+      once, with null replaced by 0.
 
     Raises:
       ValueError: An input lacks a column listed above.
@@ -232,9 +247,14 @@ def build_ranking_features(
     # A category missing from the user's map (never watched) gives null, then 0.
     category_affinity = F.try_element_at(F.col("_category_affinity"), F.col("_video_category"))
     language_match = F.col("_user_language") == F.col("_video_language")
+    co_visitation = _double(F.col(CO_VISITATION_SCORE))
+    per_user = Window.partitionBy(USER_ID)
+    best_co_visitation = F.max(co_visitation).over(per_user)
+    retrieval_score = _double(F.col(RETRIEVAL_SCORE))
     rows = rows.withColumns(
         {
-            "retrieval_score": _double(F.col(RETRIEVAL_SCORE)),
+            "retrieval_score": retrieval_score,
+            "retrieval_score_gap": retrieval_score - F.max(retrieval_score).over(per_user),
             "retrieval_log_rank": F.log(rank),
             "retrieval_reciprocal_rank": F.lit(1.0) / rank,
             **{
@@ -242,14 +262,18 @@ def build_ranking_features(
                 for source in CANDIDATE_SOURCES
             },
             "num_sources": _double(F.size(sources)),
+            "co_visitation_score": co_visitation,
+            "co_visitation_relative": F.coalesce(
+                F.try_divide(co_visitation, best_co_visitation), F.lit(0.0)
+            ),
             "category_affinity": _double(category_affinity),
             "creator_affinity": _double(F.col("creator_affinity")),
             "language_match": _double(language_match),
         }
     )
     # Users and videos without features come out of the left joins as nulls, which
-    # become zeros. retrieval_score is both a candidate column and a feature, so it is
-    # selected once.
+    # become zeros. retrieval_score and co_visitation_score are both candidate columns
+    # and features, so each is selected once.
     extra = [
         _double(F.col(name)).alias(name)
         for name in FEATURE_COLUMNS
