@@ -36,7 +36,7 @@ SECOND_ROUND = ("mine_hard_negatives", "build_training_set", "train_two_tower", 
 
 
 def stage_plan(run: Run) -> list[tuple[str, str]]:
-    """Return the (summary name, job module) pairs that this run's config asks for."""
+    """Return the (summary name, job module) pairs that this run's config requests."""
     plan = [(name, name) for name in STAGES]
     if run.config.training.negatives.mined > 0:
         at = STAGES.index("build_index") + 1

@@ -3,8 +3,9 @@
 ``SparkContext.addFile(folder, recursive=True)`` works only in local mode: Spark 4.3
 rejects a driver-local folder on any other master (UNSUPPORTED_ADD_FILE.LOCAL_DIRECTORY).
 So the driver zips the folder into one file and adds that file, which every master
-accepts. A task calls :func:`local_folder` with the returned name; the first call in a
-Python worker unpacks the zip into a temporary folder of that worker, later calls reuse it.
+accepts. A task calls :func:`local_folder` with the returned name. The first call in a
+Python worker unpacks the zip into a temporary folder of that worker, and later calls
+reuse that folder.
 """
 
 from __future__ import annotations

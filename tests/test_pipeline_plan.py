@@ -13,7 +13,7 @@ def test_one_round_by_default(make_config):
     assert _plan(make_config) == list(STAGES)
 
 
-def test_mined_negatives_add_a_second_training_round(make_config):
+def test_mined_negatives_add_second_round(make_config):
     plan = _plan(make_config, "training.negatives.mined=5")
     at = plan.index("build_index") + 1
     assert plan[at : at + 4] == [
