@@ -129,12 +129,17 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
+def _origin(origins: Mapping[str, str], key: str) -> str:
+    """Return where ``key`` was set; a list item ``a.b[2]`` was set with its list ``a.b``."""
+    return origins.get(key) or origins.get(key.split("[", 1)[0], MISSING_FROM)
+
+
 def _convert(value: Any, hint: Any, key: str, origins: Mapping[str, str]) -> Any:
     """Check ``value`` against the type hint and return it in the dataclass's form."""
 
     def fail() -> ConfigError:
         return ConfigError(
-            f"Config key '{key}' (set in {origins.get(key, MISSING_FROM)}) expects "
+            f"Config key '{key}' (set in {_origin(origins, key)}) expects "
             f"{_type_name(hint)}, got {value!r} ({type(value).__name__})."
         )
 
@@ -201,7 +206,7 @@ def _build(cls: type, tree: Mapping[str, Any], prefix: str, origins: Mapping[str
     if unknown:
         key = prefix + unknown[0]
         raise ConfigError(
-            f"Unknown config key '{key}' (set in {origins.get(key, MISSING_FROM)}). "
+            f"Unknown config key '{key}' (set in {_origin(origins, key)}). "
             f"Known keys under '{prefix.rstrip('.') or '<top>'}': {', '.join(sorted(fields))}."
         )
     values = {}

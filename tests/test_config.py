@@ -94,3 +94,10 @@ def test_bad_override_syntax():
 def test_non_positive_k_rejected():
     with pytest.raises(ConfigError, match="recommend.k"):
         load_config(overrides=["recommend.k=0"])
+
+
+def test_bad_list_item_names_its_override():
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=["ranker.models=[foo]"])
+    assert "'ranker.models[0]'" in str(error.value)
+    assert "set in --set ranker.models=[foo]" in str(error.value)
