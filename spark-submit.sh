@@ -63,14 +63,19 @@ else
   submit="$("$python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/bin/spark-submit"
 fi
 
-settings="$("$python" -m recsys_spark.config spark.master spark.driver_memory "${job_args[@]}")"
+settings="$("$python" -m recsys_spark.config spark.master spark.driver_memory spark.log_level "${job_args[@]}")"
 master="$(sed -n 1p <<<"$settings")"
 driver_memory="$(sed -n 2p <<<"$settings")"
+log_level="$(sed -n 3p <<<"$settings")"
 if [[ $has_master -eq 0 ]]; then
   submit_args=(--master "$master" "${submit_args[@]}")
 fi
 if [[ " ${submit_args[*]} " != *" --driver-memory "* ]]; then
   submit_args=(--driver-memory "$driver_memory" "${submit_args[@]}")
+fi
+# spark.log_level from the config also quiets Spark's start-up INFO lines.
+if [[ " ${submit_args[*]} " != *" spark.log.level="* ]]; then
+  submit_args+=(--conf "spark.log.level=$log_level")
 fi
 
 # The package goes to executors as a zip (rebuilt only when the sources change), and the

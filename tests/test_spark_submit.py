@@ -168,6 +168,7 @@ def test_submit_options_forwarded_and_merged(tree, tmp_path):
     assert result.values("--conf") == [
         "spark.executor.memory=2g",
         "spark.yarn.appMasterEnv.PYSPARK_PYTHON=./environment/bin/python",
+        "spark.log.level=WARN",
     ]
     assert result.values("--archives") == ["build/recsys-env.tar.gz#environment"]
     assert "--verbose" in result.command
@@ -213,7 +214,7 @@ def test_job_args_kept_in_order(tree):
         "--set",
         "data.path=/data/ml-100k",
     ]
-    assert result.values("--conf") == ["spark.a=1"]
+    assert result.values("--conf") == ["spark.a=1", "spark.log.level=WARN"]
     assert "--master=local[2]" in result.command
     assert result.values("--master") == []
 
@@ -237,3 +238,12 @@ def test_bad_args_rejected(tree, args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert result.command == []
+
+
+def test_log_level_from_config_unless_given(tree):
+    from_config = submit(tree, "ingest", "--set", "spark.log_level=ERROR")
+    assert from_config.returncode == 0, from_config.stderr
+    assert from_config.values("--conf") == ["spark.log.level=ERROR"]
+    given = submit(tree, "ingest", "--conf", "spark.log.level=INFO")
+    assert given.returncode == 0, given.stderr
+    assert given.values("--conf") == ["spark.log.level=INFO"]
