@@ -3,7 +3,7 @@
 #
 #   ./scripts/install.sh            # the library and jobs
 #   ./scripts/install.sh dev        # plus the test tools
-#   ./scripts/install.sh dev,bench  # plus the benchmark peers (cornac, matplotlib)
+#   ./scripts/install.sh dev,bench  # plus the benchmark peers (cornac)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1
