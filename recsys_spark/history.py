@@ -76,7 +76,7 @@ def example_histories(examples: DataFrame, first_positives: DataFrame, length: i
     current one. The frame ends at the preceding group, so positives that share the
     example's timestamp are never in its history, the example itself included. An
     example whose timestamp has no positives joins as an empty group. Each group is cut
-    to ``length`` videos first, so a row holds at most ``length * length`` ids however
+    to ``length`` videos first, so a row contains at most ``length * length`` ids however
     long the user's history is.
 
     Args:
@@ -98,7 +98,7 @@ def example_histories(examples: DataFrame, first_positives: DataFrame, length: i
 
     # _before counts the non-empty groups earlier than this row. The non-empty group k
     # groups back has _before equal to this row's _before - k, so a range frame of
-    # [-length, -1] over _before holds exactly the `length` latest non-empty groups.
+    # [-length, -1] over _before contains exactly the `length` latest non-empty groups.
     # Empty groups in the frame add nothing. Each (user, event_ts) is one row here, so
     # the time order is total.
     by_time = Window.partitionBy(USER_ID).orderBy(EVENT_TS)

@@ -273,7 +273,7 @@ def test_every_user_gets_candidates(generated):
     assert stats["users_without_history"] == 1
     assert stats["users_short_of_two_tower"] == 0
     assert sum(stats["primary_source"].values()) == stats["rows"]
-    # Both fresh videos reach all 6 users; nobody watched them.
+    # Both fresh videos reach all 6 users; no user watched them.
     assert stats["found_by_source"][C.FRESH] == 12
     for user, rows in by_user.items():
         two_tower = rows[rows[C.SOURCES].map(lambda s: C.TWO_TOWER in s)]

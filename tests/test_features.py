@@ -329,7 +329,7 @@ def test_user_features_per_user_as_of(spark, user_inputs):
         per_user_as_of=per_user,
     )
     rows = {row[C.USER_ID]: row for row in got.collect()}
-    # u1 sees only the ratings 20 and 40 days back, i.e. 10 and 30 days before its as_of.
+    # u1 counts only the ratings 20 and 40 days back, i.e. 10 and 30 days before its as_of.
     assert rows["u1"][C.AS_OF] == naive(before(10))
     assert rows["u1"][C.EVENTS_30D] == 2
     assert rows["u1"][C.EVENTS_7D] == 0

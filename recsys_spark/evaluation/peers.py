@@ -8,7 +8,7 @@ only training items are recommended, and each user's own training items are remo
 Note:
   The cornac peers collect the training interactions to the driver and score every
   (user, item) pair there in numpy, which suits MovieLens 100K and 1M but not a
-  catalog of millions. EASE also holds an items x items dense matrix.
+  catalog of millions. EASE also keeps a dense items x items matrix in memory.
 """
 
 from __future__ import annotations

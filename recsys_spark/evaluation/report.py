@@ -37,7 +37,7 @@ figure { margin: 1em 0; }
 
 
 class NotAvailable(Exception):
-    """Raised by a plot function when its data is missing; the message says why."""
+    """Error raised by a plot function whose data is missing; the message gives the reason."""
 
 
 def _figure():

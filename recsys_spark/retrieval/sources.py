@@ -281,7 +281,7 @@ def unreleased_videos(videos: DataFrame) -> DataFrame:
 
     The index covers the corpus of the model's own snapshot, so the earlier snapshot's
     candidates must leave out the videos that did not exist yet. Their ``age_days`` is
-    clipped to 0, so only ``upload_ts`` tells them apart.
+    clipped to 0, so only ``upload_ts`` distinguishes them.
     """
     return videos.where(~_released()).select(VIDEO_IDX)
 
