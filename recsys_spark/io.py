@@ -5,7 +5,9 @@ disk, HDFS, S3 or DBFS: file operations use Hadoop's FileSystem API through the 
 JVM rather than Python's ``os``.
 
 A table is written to a staging folder next to its destination and then renamed into
-place, so a failed or killed write leaves the previous version complete and readable.
+place, so a failed or killed write leaves the previous version complete. A commit first
+writes a journal; when a kill interrupts the renames, the next write of the table reads
+the journal and finishes or undoes that commit before its own.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+import re
 import uuid
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -22,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 STAGING_PREFIX = "_staging-"
 PREVIOUS_PREFIX = "_previous-"
+JOURNAL_PREFIX = "_commit-"
 
 
 class Lake:
@@ -126,41 +130,146 @@ def commit_directory(spark: SparkSession, staging: str, destination: str) -> Non
 def commit_directories(spark: SparkSession, staged: Mapping[str, str]) -> None:
     """Replace each destination with its finished staging folder, all of them or none.
 
-    Each destination is replaced as in :func:`commit_directory`. The previous versions are
-    deleted only after the last rename succeeded, and when a rename fails the destinations
-    already replaced get their previous versions back before the error is raised.
+    Each destination is replaced as in :func:`commit_directory`. Before the first rename a
+    journal beside every destination (``_commit-<name>-<id>.json``) records the whole
+    commit. The previous versions are deleted only after the last rename succeeded. When a
+    rename fails, the destinations already replaced get their previous versions back before
+    the error is raised.
+
+    A process killed during the renames leaves its journals behind. The next commit to any
+    of those destinations first settles the interrupted one (:func:`recover`), so a kill
+    costs at most a short absence of the tables, never their previous versions.
 
     Args:
       spark: The session, for Hadoop file system access.
       staged: ``{destination: staging folder}``.
-
-    Note:
-      The renames are not one atomic step. A process killed between two of them leaves
-      some destinations replaced and the previous versions in ``_previous-`` folders.
     """
-    set_aside: dict[str, str] = {}
-    committed: list[str] = []
+    for destination in staged:
+        recover(spark, destination, delete_abandoned_staging=False)
+    commit_id = uuid.uuid4().hex[:8]
+    entries = []
+    for destination, staging in staged.items():
+        parent, name = posixpath.split(destination.rstrip("/"))
+        previous = posixpath.join(parent, f"{PREVIOUS_PREFIX}{name}-{commit_id}")
+        entries.append(
+            {
+                "destination": destination,
+                "staging": staging,
+                "previous": previous if exists(spark, destination) else None,
+            }
+        )
+    journals = [_journal_path(destination, commit_id) for destination in staged]
+    for journal in journals:
+        write_json(spark, journal, {"commit": commit_id, "entries": entries})
     try:
-        for destination, staging in staged.items():
-            if exists(spark, destination):
-                parent, name = posixpath.split(destination.rstrip("/"))
-                previous = posixpath.join(parent, f"{PREVIOUS_PREFIX}{name}-{uuid.uuid4().hex[:8]}")
-                _rename(spark, destination, previous)
-                set_aside[destination] = previous
-            _rename(spark, staging, destination)
-            committed.append(destination)
+        for entry in entries:
+            if entry["previous"]:
+                _rename(spark, entry["destination"], entry["previous"])
+            _rename(spark, entry["staging"], entry["destination"])
     except Exception:
-        for destination in committed:
-            delete(spark, destination)
-        for destination, previous in set_aside.items():
-            _rename(spark, previous, destination)
+        _undo(spark, entries)
+        _delete_all(spark, journals)
         raise
-    for previous in set_aside.values():
-        delete(spark, previous)
+    _delete_all(spark, [entry["previous"] for entry in entries if entry["previous"]])
+    _delete_all(spark, journals)
 
 
-def staging_path(destination: str) -> str:
-    """Return a fresh staging folder name beside ``destination``."""
+def recover(
+    spark: SparkSession, destination: str, delete_abandoned_staging: bool = True
+) -> list[str]:
+    """Settle every interrupted commit of ``destination`` or of a folder inside it.
+
+    A commit whose staging folders were all renamed into place is completed: its previous
+    versions are deleted. Any other is undone: each destination it replaced gets its
+    previous version back, and its staging folders are deleted. With
+    ``delete_abandoned_staging``, staging folders of ``destination`` that no journal
+    mentions (left by a write killed before its commit) are deleted too.
+
+    Call this only while no other process writes ``destination``: the lake has one writer
+    per table.
+
+    Returns:
+      One line per commit or folder settled, also logged as a warning.
+    """
+    parent, name = posixpath.split(destination.rstrip("/"))
+    own_journal = re.compile(rf"{re.escape(JOURNAL_PREFIX + name)}-[0-9a-f]{{8}}\.json")
+    inner_journal = re.compile(rf"{re.escape(JOURNAL_PREFIX)}.+-[0-9a-f]{{8}}\.json")
+    journals = [
+        posixpath.join(parent, entry)
+        for entry in list_dir(spark, parent)
+        if own_journal.fullmatch(entry)
+    ] + [
+        posixpath.join(destination, entry)
+        for entry in list_dir(spark, destination)
+        if inner_journal.fullmatch(entry)
+    ]
+    settled = []
+    for journal in journals:
+        # Settling one journal deletes the other journals of its commit.
+        if exists(spark, journal):
+            settled.append(_settle(spark, read_json(spark, journal)))
+    if delete_abandoned_staging:
+        staging_name = re.compile(rf"{re.escape(STAGING_PREFIX + name)}-[0-9a-f]{{8}}")
+        for entry in list_dir(spark, parent):
+            if staging_name.fullmatch(entry):
+                delete(spark, posixpath.join(parent, entry))
+                settled.append(f"deleted the abandoned staging folder {entry} of {destination}")
+    for line in settled:
+        logger.warning("Recovered: %s", line)
+    return settled
+
+
+def _settle(spark: SparkSession, journal: Mapping[str, Any]) -> str:
+    """Complete or undo the commit that ``journal`` records; say which."""
+    entries = journal["entries"]
+    renamed_in = all(
+        not exists(spark, entry["staging"]) and exists(spark, entry["destination"])
+        for entry in entries
+    )
+    if renamed_in:
+        _delete_all(spark, [entry["previous"] for entry in entries if entry["previous"]])
+    else:
+        _undo(spark, entries)
+    _delete_all(
+        spark, [_journal_path(entry["destination"], journal["commit"]) for entry in entries]
+    )
+    return (
+        f"{'completed' if renamed_in else 'undid'} the interrupted commit {journal['commit']} "
+        f"of {', '.join(entry['destination'] for entry in entries)}"
+    )
+
+
+def _journal_path(destination: str, commit_id: str) -> str:
+    parent, name = posixpath.split(destination.rstrip("/"))
+    return posixpath.join(parent, f"{JOURNAL_PREFIX}{name}-{commit_id}.json")
+
+
+def _undo(spark: SparkSession, entries: Sequence[Mapping[str, Optional[str]]]) -> None:
+    """Put back what a commit of ``entries`` changed, whichever renames it made."""
+    for entry in entries:
+        destination, staging, previous = (
+            entry["destination"],
+            entry["staging"],
+            entry["previous"],
+        )
+        if previous and exists(spark, previous):
+            delete(spark, destination)
+            _rename(spark, previous, destination)
+        elif not previous and not exists(spark, staging):
+            # The destination did not exist before this commit, and its staging folder was
+            # renamed in (or never existed, in which case the destination is absent too).
+            delete(spark, destination)
+        delete(spark, staging)
+
+
+def _delete_all(spark: SparkSession, paths: Sequence[str]) -> None:
+    for path in paths:
+        delete(spark, path)
+
+
+def new_staging_path(spark: SparkSession, destination: str) -> str:
+    """Settle interrupted writes of ``destination``, then name a fresh staging folder."""
+    recover(spark, destination)
     parent, name = posixpath.split(destination.rstrip("/"))
     return posixpath.join(parent, f"{STAGING_PREFIX}{name}-{uuid.uuid4().hex[:8]}")
 
@@ -184,7 +293,7 @@ def write_table(
         bounded size).
     """
     spark = df.sparkSession
-    staging = staging_path(path)
+    staging = new_staging_path(spark, path)
     writer = df.write.mode("overwrite")
     if max_records_per_file:
         writer = writer.option("maxRecordsPerFile", max_records_per_file)
@@ -226,7 +335,7 @@ def write_tables(
     staged: dict[str, str] = {}
     try:
         for destination, df in tables.items():
-            staged[destination] = staging_path(destination)
+            staged[destination] = new_staging_path(spark, destination)
             df.write.mode("overwrite").parquet(staged[destination])
         if check is not None:
             check(staged)
@@ -248,6 +357,18 @@ def _commit_partitions(spark: SparkSession, staging: str, path: str, column: str
 def read_table(spark: SparkSession, path: str, what: str = "table") -> DataFrame:
     """Read a Parquet table, raising a clear error when it does not exist."""
     if not exists(spark, path):
+        parent, name = posixpath.split(path.rstrip("/"))
+        journals = [
+            entry
+            for entry in list_dir(spark, parent)
+            if entry.startswith(f"{JOURNAL_PREFIX}{name}-") and entry.endswith(".json")
+        ]
+        if journals:
+            raise FileNotFoundError(
+                f"{what} not found at {path}: a killed run left its commit unfinished "
+                f"({posixpath.join(parent, journals[0])}). The next run of the job that "
+                "writes it first puts the previous version back; rerun that job."
+            )
         raise FileNotFoundError(
             f"{what} not found at {path}. Run the job that writes it first, or check lake.root."
         )
@@ -305,7 +426,7 @@ def read_json(spark: SparkSession, path: str) -> Any:
 def upload_directory(spark: SparkSession, local_dir: str, destination: str) -> None:
     """Copy a local folder (a SavedModel, an index) into the lake, replacing atomically."""
     jvm = spark.sparkContext._jvm
-    staging = staging_path(destination)
+    staging = new_staging_path(spark, destination)
     fs, staging_hadoop = _jvm_path(spark, staging)
     fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path(local_dir), staging_hadoop)
     commit_directory(spark, staging, destination)
