@@ -3,7 +3,8 @@
 Reads candidates/validation, features/{users,videos}/validation, features/manifest.json
 and raw/{users,videos,interactions} with id_maps (for the positive labels). Writes
 models/ranker/<version>/ (the chosen ranker and metadata.json with the comparison table)
-and models/ranker/LATEST, as described in docs/lake.md. The version is the run id.
+and models/ranker/LATEST, as described in docs/lake.md. The version is the run id
+(see recsys_spark.versions).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pyspark.sql import functions as F
 from recsys_spark import io, tracking
 from recsys_spark.cli import job_main
 from recsys_spark.columns import LABEL, SPLIT, TRAIN, USER_ID, VALIDATION
-from recsys_spark.ranking.artifacts import save_ranker
+from recsys_spark.ranking.artifacts import VERSIONS, save_ranker
 from recsys_spark.ranking.dataset import FEATURE_COLUMNS, RANKER_SPLIT, build_ranking_dataset
 from recsys_spark.ranking.selection import train_and_select
 from recsys_spark.runs import Run
@@ -111,7 +112,7 @@ def run(run: Run) -> dict[str, Any]:
             dataset.unpersist()
         split_events.unpersist()
 
-    version = run.run_id
+    version = VERSIONS.new_version(run.spark, run.lake, run.run_id)
     period = cutoffs.to_json()
     metadata = {
         "run_id": run.run_id,

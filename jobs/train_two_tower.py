@@ -4,7 +4,8 @@ Reads training/{train,validation}, features/videos/<two_tower.snapshot>,
 features/item_frequencies, features/vocabularies and features/manifest.json. Writes the
 query, candidate and retrieval SavedModels, the corpus embeddings, checkpoints,
 TensorBoard logs and metadata.json into a local folder, uploads it as one version
-(the run id), then points models/two_tower/LATEST at it.
+(the run id, or ``<run id>-2`` for a pipeline's second round), then points
+models/two_tower/LATEST at it.
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ def _finite(value: Any) -> Any:
 
 def build_metadata(
     version: str,
+    run_id: str,
     settings: TwoTowerConfig,
     result: TrainingResult,
     inputs: TrainingInputs,
@@ -152,7 +154,7 @@ def build_metadata(
     metrics["retrieval_recall_vs_exact"] = _finite(export_facts["retrieval_recall_vs_exact"])
     return {
         "version": version,
-        "run_id": version,
+        "run_id": run_id,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "mode": settings.mode,
         "embedding_dim": settings.embedding_dim,
@@ -178,7 +180,7 @@ def build_metadata(
 
 
 def _train_and_export(
-    run: Run, inputs: TrainingInputs, history_length: int, version_dir: str
+    run: Run, inputs: TrainingInputs, history_length: int, version: str, version_dir: str
 ) -> dict[str, Any]:
     settings = run.config.two_tower
     # Without repeat positives a held-out video is never one the user watched before, so
@@ -212,7 +214,7 @@ def _train_and_export(
         },
         sample_queries=sample,
     )
-    metadata = build_metadata(run.run_id, settings, result, inputs, facts)
+    metadata = build_metadata(version, run.run_id, settings, result, inputs, facts)
     export.write_metadata(version_dir, metadata)
     return metadata
 
@@ -250,11 +252,12 @@ def run(run: Run) -> dict[str, Any]:
     history_length = resolve_history_length(run.spark, run.lake, run.config)
     inputs = read_training_inputs(run.spark, run.lake, settings.snapshot)
 
-    version = run.run_id
+    # A pipeline's hard-negative round trains a second model in the same run.
+    version = artifacts.new_version(run.spark, run.lake, run.run_id)
     work_dir = settings.work_dir or tempfile.mkdtemp(prefix="two-tower-")
     version_dir = os.path.join(work_dir, version)
     try:
-        metadata = _train_and_export(run, inputs, history_length, version_dir)
+        metadata = _train_and_export(run, inputs, history_length, version, version_dir)
         _publish(run, version, version_dir, metadata)
     finally:
         if not settings.work_dir:

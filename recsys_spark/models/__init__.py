@@ -76,7 +76,6 @@ Python helpers (numpy and pandas only unless noted):
 """
 
 from recsys_spark.models.artifacts import (
-    LATEST_FILE,
     METADATA_FILE,
     MODEL_KIND,
     latest_version,
@@ -87,6 +86,7 @@ from recsys_spark.models.inputs import (
     candidate_inputs_from_pandas,
     query_inputs_from_pandas,
 )
+from recsys_spark.versions import LATEST_FILE
 
 
 def load_query_model(path: str):

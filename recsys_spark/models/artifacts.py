@@ -1,6 +1,6 @@
 """Lake paths of two-tower model versions, their metadata and the LATEST pointer.
 
-Paths go through :mod:`recsys_spark.io`, because the lake may be on HDFS or S3.
+Versions follow :mod:`recsys_spark.versions`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from recsys_spark import io
+from recsys_spark.versions import ModelVersions
 
 MODEL_KIND = "two_tower"
-LATEST_FILE = "LATEST"
 METADATA_FILE = "metadata.json"
 
 # Folders inside models/two_tower/<version>/.
@@ -37,35 +37,12 @@ VOCABULARY_NAMES = (
 )
 
 
-def version_path(lake: io.Lake, version: str) -> str:
-    """Return the folder of one model version: ``<lake.root>/models/two_tower/<version>``."""
-    return lake.models(MODEL_KIND, version)
-
-
-def latest_path(lake: io.Lake) -> str:
-    return posixpath.join(lake.models(MODEL_KIND), LATEST_FILE)
-
-
-def latest_version(spark: SparkSession, lake: io.Lake) -> str:
-    """Return the newest version named in ``models/two_tower/LATEST``.
-
-    Raises:
-      FileNotFoundError: No two-tower model has been trained into this lake.
-    """
-    path = latest_path(lake)
-    if not io.exists(spark, path):
-        raise FileNotFoundError(
-            f"No two-tower model found: {path} does not exist. Run the train_two_tower job "
-            "first, or check lake.root."
-        )
-    version = io.read_text(spark, path).strip()
-    if not version:
-        raise FileNotFoundError(f"{path} is empty; rerun train_two_tower to rewrite it.")
-    return version
-
-
-def write_latest(spark: SparkSession, lake: io.Lake, version: str) -> None:
-    io.write_text(spark, latest_path(lake), version + "\n")
+VERSIONS = ModelVersions(MODEL_KIND, "two-tower model", "train_two_tower")
+version_path = VERSIONS.path
+latest_path = VERSIONS.latest_path
+latest_version = VERSIONS.latest
+write_latest = VERSIONS.set_latest
+new_version = VERSIONS.new_version
 
 
 def read_metadata(spark: SparkSession, lake: io.Lake, version: str | None = None) -> dict[str, Any]:

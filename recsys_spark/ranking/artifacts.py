@@ -26,11 +26,12 @@ from recsys_spark import io
 from recsys_spark.ranking.base import RETRIEVAL_ORDER, Ranker, RetrievalOrder, SparkMLRanker
 from recsys_spark.ranking.dataset import FEATURE_COLUMNS
 from recsys_spark.ranking.neural import RANKNET, RankNetRanker
+from recsys_spark.versions import ModelVersions
 
 logger = logging.getLogger(__name__)
 
 RANKER = "ranker"
-LATEST = "LATEST"
+VERSIONS = ModelVersions(RANKER, "trained ranker", "train_ranker")
 MODEL_FOLDER = "model"
 METADATA_FILE = "metadata.json"
 
@@ -47,8 +48,8 @@ def save_ranker(
     Returns:
       The version folder's path.
     """
-    destination = lake.models(RANKER, version)
-    staging = io.staging_path(destination)
+    destination = VERSIONS.path(lake, version)
+    staging = io.new_staging_path(spark, destination)
     record = {
         **metadata,
         "version": version,
@@ -65,29 +66,20 @@ def save_ranker(
     except Exception:
         io.delete(spark, staging)
         raise
-    io.write_text(spark, posixpath.join(lake.models(RANKER), LATEST), version + "\n")
+    VERSIONS.set_latest(spark, lake, version)
     logger.info("Saved ranker %s as version %s at %s", ranker.name, version, destination)
     return destination
 
 
 def resolve_version(spark: SparkSession, lake: io.Lake, version: str | None = None) -> str:
     """Return ``version``, or the one in ``models/ranker/LATEST`` when it is None."""
-    if version:
-        return version
-    latest = posixpath.join(lake.models(RANKER), LATEST)
-    try:
-        return io.read_text(spark, latest).strip()
-    except FileNotFoundError as error:
-        raise FileNotFoundError(
-            f"No trained ranker: {latest} not found. Run the train_ranker job first, or "
-            "pass an explicit version."
-        ) from error
+    return VERSIONS.resolve(spark, lake, version)
 
 
 def load_metadata(spark: SparkSession, lake: io.Lake, version: str | None = None) -> dict[str, Any]:
     """Return ``metadata.json`` of the ranker ``version`` (LATEST when None)."""
     version = resolve_version(spark, lake, version)
-    path = posixpath.join(lake.models(RANKER, version), METADATA_FILE)
+    path = posixpath.join(VERSIONS.path(lake, version), METADATA_FILE)
     try:
         return io.read_json(spark, path)
     except FileNotFoundError as error:
@@ -114,7 +106,7 @@ def load_ranker(
             "Retrain it with the train_ranker job."
         )
     name = metadata["model"]
-    model_path = posixpath.join(lake.models(RANKER, metadata["version"]), MODEL_FOLDER)
+    model_path = posixpath.join(VERSIONS.path(lake, metadata["version"]), MODEL_FOLDER)
     if name == RETRIEVAL_ORDER:
         ranker: Ranker = RetrievalOrder()
     elif name == RANKNET:
