@@ -6,7 +6,10 @@ Checks the partition of ``run_date``, or the newest one when run_date is null:
 - exactly k rows per user, unless the run recorded a short-list reason for the user;
 - every user with candidates has a list (or a short-list reason);
 - no video twice in a list, and no unknown video;
-- no video blocked in the user's region, flagged as misinformation or already watched;
+- no video blocked in the user's region, flagged as misinformation, already watched or
+  uploaded after the snapshot time;
+- at most ``rules.fairness.max_per_creator`` videos of one creator and
+  ``max_per_category`` of one category in a list;
 - at most one video per near-duplicate cluster of the run.
 
 The rules checked are those the run applied, read from its run summary

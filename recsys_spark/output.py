@@ -33,6 +33,8 @@ from pyspark.sql import types as T
 from recsys_spark import io
 from recsys_spark.columns import (
     BLOCKED_REGIONS,
+    CATEGORY,
+    CREATOR_ID,
     GENERATED_AT,
     MISINFORMATION,
     MODEL_VERSION,
@@ -43,9 +45,11 @@ from recsys_spark.columns import (
     RUN_ID,
     SCORE,
     SOURCE,
+    UPLOAD_TS,
     USER_ID,
     VIDEO_ID,
 )
+from recsys_spark.postprocess import timestamp_literal
 from recsys_spark.postprocess.apply import ACTION, SHORT_LIST
 from recsys_spark.postprocess.duplicates import CLUSTER_ID
 from recsys_spark.postprocess.misinformation import misinformation_reason
@@ -170,11 +174,16 @@ class CheckSettings:
         "rating",
     )
     duplicates: bool = True
+    # None: no cap, or the fairness rule was off.
+    max_per_creator: Optional[int] = None
+    max_per_category: Optional[int] = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], as_of: str) -> "CheckSettings":
         """Build the settings from a config as nested dicts (``config.to_dict`` form)."""
         rules = config["rules"]
+        fairness = rules.get("fairness", {})
+        caps_on = bool(fairness.get("enabled", False))
         return cls(
             k=int(config["recommend"]["k"]),
             snapshot=str(config["recommend"]["snapshot"]),
@@ -185,6 +194,8 @@ class CheckSettings:
             rewatch=str(rules["rewatch"]),
             watched_event_types=tuple(rules["watched_event_types"]),
             duplicates=bool(rules["duplicates"]["enabled"]),
+            max_per_creator=fairness.get("max_per_creator") if caps_on else None,
+            max_per_category=fairness.get("max_per_category") if caps_on else None,
         )
 
 
@@ -234,7 +245,8 @@ def output_checks(
       recommendations: One partition of the recommendations table.
       settings: The rules the run applied.
       users: Raw users (``user_id``, ``region``).
-      videos: Raw videos (``video_id``, ``blocked_regions``, ``misinformation``).
+      videos: Raw videos (``video_id``, ``creator_id``, ``category``, ``blocked_regions``,
+        ``misinformation``, ``upload_ts``).
       watched: ``user_id``, ``video_id`` pairs watched before the snapshot time.
       short_lists: ``user_id`` of users with a recorded short-list reason in this run.
       expected_users: ``user_id`` of users owed a list (users with candidates).
@@ -310,8 +322,38 @@ def output_checks(
     )
 
     with_videos = recs.select(USER_ID, VIDEO_ID).join(
-        videos.select(VIDEO_ID, BLOCKED_REGIONS, MISINFORMATION), VIDEO_ID
+        videos.select(VIDEO_ID, CREATOR_ID, CATEGORY, BLOCKED_REGIONS, MISINFORMATION, UPLOAD_TS),
+        VIDEO_ID,
     )
+    checks["unreleased_video"] = _offenders(
+        with_videos.where(F.col(UPLOAD_TS) > timestamp_literal(settings.as_of)),
+        F.col(USER_ID),
+        F.col(VIDEO_ID),
+        F.concat(
+            F.lit("uploaded "),
+            F.date_format(UPLOAD_TS, "yyyy-MM-dd'T'HH:mm:ss"),
+            F.lit(f", after the snapshot time {settings.as_of}"),
+        ),
+    )
+    for check, column, cap in (
+        ("creator_cap", CREATOR_ID, settings.max_per_creator),
+        ("category_cap", CATEGORY, settings.max_per_category),
+    ):
+        if cap is None:
+            continue
+        sharing = Window.partitionBy(USER_ID, column)
+        checks[check] = _offenders(
+            with_videos.where(F.col(column).isNotNull())
+            .withColumn("_sharing", F.count(F.lit(1)).over(sharing))
+            .where(F.col("_sharing") > cap),
+            F.col(USER_ID),
+            F.col(VIDEO_ID),
+            F.format_string(
+                f"one of %d videos of {column} %s in the list, cap {cap}",
+                F.col("_sharing"),
+                F.col(column),
+            ),
+        )
     if settings.region:
         region_rows = with_videos.join(users.select(USER_ID, REGION), USER_ID, "left")
         reason = region_reason(F.col(REGION), F.col(BLOCKED_REGIONS))

@@ -31,15 +31,18 @@ CLEAN = [
     ("u4", 2, "v10"),
     ("u6", 1, "v12"),
 ]
-# One violation of each kind (u6, who has candidates, is missing):
+# One violation of each kind (u6, who has candidates, is missing). The run that wrote it
+# capped creators and categories at one video per list.
 BAD = [
     ("u1", 1, "v03"),  # blocked in u1's region US
-    ("u1", 2, "v04"),  # flagged as misinformation, and its score is null below
+    ("u1", 2, "v04"),  # flagged as misinformation, and its score is null below; 2 x news
     ("u2", 1, "v06"),  # liked by u2 before the snapshot, and listed twice
     ("u2", 2, "v06"),
-    ("u3", 1, "v01"),  # v01 and v02 are one near-duplicate cluster
+    ("u3", 1, "v01"),  # v01 and v02 are one near-duplicate cluster, both of creator c1
     ("u3", 2, "v02"),
     ("u4", 2, "v99"),  # unknown video, ranks start at 2, one row instead of two
+    ("u5", 1, "v13"),  # uploaded after the snapshot time
+    ("u5", 2, "v10"),
 ]
 
 
@@ -94,7 +97,15 @@ def lake_root(spark, tmp_path_factory):
     write_partition(spark, lake, CLEAN_DATE, "r-clean", CLEAN, short_users=["u6"])
     write_summary(spark, lake, config, "r-clean")
     write_partition(spark, lake, BAD_DATE, "r-bad", BAD, null_score=("u1", "v04"))
-    write_summary(spark, lake, config, "r-bad")
+    capped = load_config(
+        overrides=[
+            f"lake.root={root}",
+            "recommend.k=2",
+            "rules.fairness.max_per_creator=1",
+            "rules.fairness.max_per_category=1",
+        ]
+    )
+    write_summary(spark, lake, capped, "r-bad")
     return root
 
 
@@ -110,6 +121,9 @@ def test_clean_partition_passes(spark, lake_root):
         "missing_user": 0,
         "duplicate_video": 0,
         "unknown_video": 0,
+        "unreleased_video": 0,
+        "creator_cap": 0,
+        "category_cap": 0,
         "region_blocked": 0,
         "misinformation": 0,
         "already_watched": 0,
@@ -138,6 +152,14 @@ def test_planted_violations_reported(spark, lake_root, capsys):
         "missing_user": "user_id=u6",
         "duplicate_video": "user_id=u2, video_id=v06, detail=listed 2 times",
         "unknown_video": "user_id=u4, video_id=v99",
+        "unreleased_video": (
+            "user_id=u5, video_id=v13, detail=uploaded 2026-07-02T00:00:00, after the "
+            "snapshot time 2026-06-30T00:00:00"
+        ),
+        "creator_cap": "user_id=u3, video_id=v02, detail=one of 2 videos of creator_id c1 in "
+        "the list, cap 1",
+        "category_cap": "user_id=u1, video_id=v04, detail=one of 2 videos of category news in "
+        "the list, cap 1",
         "region_blocked": "user_id=u1, video_id=v03, detail=region_blocked for region US",
         "misinformation": "user_id=u1, video_id=v04, detail=misinformation_flagged",
         "already_watched": "user_id=u2, video_id=v06",
