@@ -6,6 +6,7 @@ import datetime as dt
 import math
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from py4j.protocol import Py4JJavaError
@@ -438,6 +439,49 @@ def test_parquet_stale_spark_metadata_named(spark, tmp_path):
     assert parquet.SPARK_SCHEMA_KEY in message
     assert "Columns stored in the file: event_ts, event_type, rating, user_id, watch_s." in message
     assert message.endswith("Rewrite the file with the video_id column.")
+
+
+def test_parquet_stale_spark_metadata_changed_type_named(spark, tmp_path):
+    frames = canonical_frames(spark, ["u1"], ["v1"], [("u1", "v1", at(1), "watch", 1.0, None)])
+    frames[C.INTERACTIONS] = frames[C.INTERACTIONS].coalesce(1)
+    write_source(tmp_path, frames)
+    (data_file,) = (tmp_path / C.INTERACTIONS).glob("part-*.parquet")
+    table = pq.read_table(data_file)
+    at_index = table.schema.get_field_index(C.WATCH_S)
+    # Another tool rewrote watch_s as text and kept Spark's row metadata (watch_s double).
+    table = table.set_column(at_index, C.WATCH_S, table[C.WATCH_S].cast(pa.string()))
+    pq.write_table(table, data_file)
+    (data_file.parent / f".{data_file.name}.crc").unlink()
+    assert dict(spark.read.parquet(str(tmp_path / C.INTERACTIONS)).dtypes)[C.WATCH_S] == "double"
+
+    with pytest.raises(ValueError) as error:
+        parquet.read_parquet_tables(spark, str(tmp_path))
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / C.INTERACTIONS}: file ")
+    assert data_file.name in message
+    assert "stores column 'watch_s' as string" in message
+    assert "lists it as double, so Spark would fail to read it" in message
+    assert message.endswith(
+        "Rewrite the file with watch_s as double, or every file of the table with one type."
+    )
+
+
+@pytest.mark.parametrize(
+    "stored, listed, readable",
+    [
+        (pa.int32(), T.LongType(), True),
+        (pa.int64(), T.IntegerType(), False),
+        (pa.float32(), T.DoubleType(), True),
+        (pa.float64(), T.FloatType(), False),
+        (pa.string(), T.DoubleType(), False),
+        (pa.timestamp("ns"), T.TimestampType(), True),
+        (pa.list_(pa.string()), T.ArrayType(T.StringType()), True),
+        (pa.list_(pa.string()), T.StringType(), False),
+        (pa.large_string(), T.StringType(), True),
+    ],
+)
+def test_parquet_readable_as(stored, listed, readable):
+    assert parquet._readable_as(stored, listed) is readable
 
 
 def test_parquet_stored_columns_readers_agree(spark, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import posixpath
+from typing import Optional
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
@@ -105,27 +106,39 @@ def conform(df: DataFrame, schema: T.StructType, where: str) -> DataFrame:
 
 
 def stored_columns(spark: SparkSession, file: str) -> list[str]:
-    """Read the top-level column names from the Parquet schema in one file's footer.
+    """Return the top-level column names in the Parquet schema of one file's footer.
 
-    Local files are read with pyarrow. Files on other file systems (HDFS, S3A, ABFS) are
-    read through the JVM's Hadoop FileSystem and Spark's bundled parquet-mr reader, as
-    Spark reads them.
+    See :func:`stored_fields` for the arguments and errors.
+    """
+    return list(stored_fields(spark, file))
+
+
+def stored_fields(spark: SparkSession, file: str) -> dict[str, Optional[pa.DataType]]:
+    """Read the top-level columns of the Parquet schema in one file's footer.
+
+    Local files are read with pyarrow, which also gives each column's type. Files on other
+    file systems (HDFS, S3A, ABFS) are read through the JVM's Hadoop FileSystem and Spark's
+    bundled parquet-mr reader, as Spark reads them; their types are None (not checked).
 
     Args:
       spark: The session.
       file: The file's URI as ``DataFrame.inputFiles`` returns it (``file:///...``,
         ``s3a://...``), percent-encoded.
 
+    Returns:
+      ``{column: Arrow type or None}`` in the file's order.
+
     Raises:
       ValueError: The file has no readable Parquet footer.
     """
     uri = urlparse(file)
     if uri.scheme not in ("", "file"):
-        return _hadoop_stored_columns(spark, file)
+        return dict.fromkeys(_hadoop_stored_columns(spark, file))
     try:
-        return pq.read_schema(unquote(uri.path)).names
+        schema = pq.read_schema(unquote(uri.path))
     except (OSError, pa.ArrowException) as error:
         raise ValueError(f"{file} is not a readable Parquet file: {error}") from error
+    return {field.name: field.type for field in schema}
 
 
 def _hadoop_stored_columns(spark: SparkSession, file: str) -> list[str]:
@@ -144,6 +157,57 @@ def _hadoop_stored_columns(spark: SparkSession, file: str) -> list[str]:
         return [field.getName() for field in schema.getFields()]
     finally:
         reader.close()
+
+
+# Type families that Spark's Parquet reader maps onto each other, with bit widths where a
+# narrower listed type cannot hold a wider stored one.
+_ARROW_FAMILIES = (
+    (pa.types.is_boolean, "boolean"),
+    (pa.types.is_integer, "integer"),
+    (pa.types.is_floating, "floating point"),
+    (pa.types.is_decimal, "decimal"),
+    (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "string"),
+    (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), "binary"),
+    (pa.types.is_timestamp, "timestamp"),
+    (pa.types.is_date, "date"),
+    (lambda t: pa.types.is_list(t) or pa.types.is_large_list(t), "array"),
+    (pa.types.is_map, "map"),
+    (pa.types.is_struct, "struct"),
+)
+_SPARK_FAMILIES = (
+    (T.BooleanType, "boolean", None),
+    (T.ByteType, "integer", 8),
+    (T.ShortType, "integer", 16),
+    (T.IntegerType, "integer", 32),
+    (T.LongType, "integer", 64),
+    (T.FloatType, "floating point", 32),
+    (T.DoubleType, "floating point", 64),
+    (T.DecimalType, "decimal", None),
+    (T.StringType, "string", None),
+    (T.BinaryType, "binary", None),
+    ((T.TimestampType, T.TimestampNTZType), "timestamp", None),
+    (T.DateType, "date", None),
+    (T.ArrayType, "array", None),
+    (T.MapType, "map", None),
+    (T.StructType, "struct", None),
+)
+
+
+def _readable_as(stored: pa.DataType, listed: T.DataType) -> bool:
+    """Return whether Spark can read a column stored as ``stored`` as the ``listed`` type.
+
+    Only the type family and the width of numbers are compared; unknown types pass.
+    """
+    stored_family = next((name for test, name in _ARROW_FAMILIES if test(stored)), None)
+    listed_family, width = next(
+        ((name, bits) for kind, name, bits in _SPARK_FAMILIES if isinstance(listed, kind)),
+        (None, None),
+    )
+    if stored_family is None or listed_family is None:
+        return True
+    if stored_family != listed_family:
+        return False
+    return width is None or stored.bit_width <= width
 
 
 def check_stored_columns(
@@ -178,21 +242,33 @@ def check_stored_columns(
     # NOTE: a file outside this sample that lacks a column still reads as nulls.
     step = max(1, math.ceil(len(files) / MAX_FOOTERS_CHECKED))
     for file in files[::step]:
-        stored = set(stored_columns(spark, file))
+        stored = stored_fields(spark, file)
         folders = file.split("/")[:-1]
         for field in required:
             partitioned = any(folder.startswith(f"{field.name}=") for folder in folders)
-            if field.name in stored or partitioned:
+            if partitioned:
                 continue
-            raise ValueError(
-                f"{where}: file {file} does not store column {field.name!r} "
-                f"({field.dataType.simpleString()}), but Spark's schema of the table lists "
-                "it, so Spark would read it as all nulls. Spark takes that schema from one "
-                f"file's footer, where a rewrite by another tool (pyarrow, for example) can "
-                f"leave a stale {SPARK_SCHEMA_KEY} key. Columns stored in the file: "
-                f"{', '.join(sorted(stored)) or 'none'}. Rewrite the file with the "
-                f"{field.name} column."
+            stale = (
+                f"Spark takes that schema from one file's footer, where a rewrite by another "
+                f"tool (pyarrow, for example) can leave a stale {SPARK_SCHEMA_KEY} key."
             )
+            if field.name not in stored:
+                raise ValueError(
+                    f"{where}: file {file} does not store column {field.name!r} "
+                    f"({field.dataType.simpleString()}), but Spark's schema of the table "
+                    f"lists it, so Spark would read it as all nulls. {stale} Columns stored "
+                    f"in the file: {', '.join(sorted(stored)) or 'none'}. Rewrite the file "
+                    f"with the {field.name} column."
+                )
+            stored_type, listed = stored[field.name], df.schema[field.name].dataType
+            if stored_type is not None and not _readable_as(stored_type, listed):
+                raise ValueError(
+                    f"{where}: file {file} stores column {field.name!r} as {stored_type}, "
+                    f"but Spark's schema of the table lists it as {listed.simpleString()}, "
+                    f"so Spark would fail to read it. {stale} Rewrite the file with "
+                    f"{field.name} as {listed.simpleString()}, or every file of the table "
+                    "with one type."
+                )
 
 
 def read_parquet_tables(spark: SparkSession, path: str) -> dict[str, DataFrame]:
