@@ -304,26 +304,20 @@ def long_tail_videos(videos: DataFrame, head_share: float, popularity: str) -> D
       Columns ``video_id``, ``long_tail`` (boolean).
     """
     counts = videos.select(VIDEO_ID, F.coalesce(F.col(popularity), F.lit(0)).alias("_views"))
-    # The window runs over the distinct counts only, a small table even for a large catalog.
-    levels = counts.groupBy("_views").agg(F.count(F.lit(1)).alias("_videos"))
-    descending = Window.orderBy(F.col("_views").desc()).rowsBetween(
-        Window.unboundedPreceding, Window.currentRow
-    )
-    cumulative = levels.select(
-        "_views",
-        (
-            F.sum(F.col("_views") * F.col("_videos")).over(descending)
-            - F.col("_views") * F.col("_videos")
-        ).alias("_before"),
-        F.sum(F.col("_views") * F.col("_videos")).over(Window.partitionBy()).alias("_total"),
-    )
-    # A count level is in the head while the views above it are below the head share.
-    head_levels = cumulative.where(
-        (F.col("_views") > 0) & (F.col("_before") < F.lit(head_share) * F.col("_total"))
-    ).select("_views", F.lit(True).alias("_head"))
-    return counts.join(F.broadcast(head_levels), "_views", "left").select(
-        VIDEO_ID, F.col("_head").isNull().alias(LONG_TAIL)
-    )
+    # The distinct counts make a small table even for a large catalog, so the driver finds
+    # the head's lowest count from them.
+    levels = counts.groupBy("_views").agg(F.count(F.lit(1)).alias("_videos")).collect()
+    total = sum(row["_views"] * row["_videos"] for row in levels)
+    lowest_head_views, before = None, 0
+    for row in sorted(levels, key=lambda row: -row["_views"]):
+        # A count level is in the head while the views above it are below the head share.
+        if row["_views"] <= 0 or before >= head_share * total:
+            break
+        lowest_head_views = row["_views"]
+        before += row["_views"] * row["_videos"]
+    if lowest_head_views is None:
+        return counts.select(VIDEO_ID, F.lit(True).alias(LONG_TAIL))
+    return counts.select(VIDEO_ID, (F.col("_views") < F.lit(lowest_head_views)).alias(LONG_TAIL))
 
 
 def new_creator_videos(videos: DataFrame, as_of: str, new_creator_days: float) -> DataFrame:
