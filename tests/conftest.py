@@ -58,7 +58,7 @@ def make_config(tmp_path):
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def movielens_100k():
     """Path of the unmodified MovieLens 100K release, or skip when it is absent."""
     if not (MOVIELENS_100K / "u.data").is_file():
