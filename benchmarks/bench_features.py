@@ -18,50 +18,29 @@ apply to every size.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
-import os
-import platform
 import posixpath
-import shlex
 import sys
 import time
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from common import (
+    command_line,
+    machine_line,
+    parse_tier_args,
+    publish,
+    write_synthetic_source,
+)
 
 from jobs import build_features, build_training_set, ingest
 from recsys_spark import columns as C
-from recsys_spark import io
 from recsys_spark.cli import configure_logging
 from recsys_spark.config import load_config
 from recsys_spark.runs import Run
 from recsys_spark.session import get_spark
-from recsys_spark.synthetic import generate
 
 logger = logging.getLogger("bench_features")
 
 SECTION = "## Features and training sets"
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--size",
-        action="append",
-        choices=("tiny", "s", "m", "l"),
-        help="Synthetic size tier; repeat for several, smallest first (default: s).",
-    )
-    parser.add_argument("--config", action="append", default=[], metavar="FILE")
-    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
-    parser.add_argument(
-        "--work-dir",
-        default=str(REPO_ROOT / "lake-benchmark" / "features"),
-        help="Parent folder of the sizes' lakes (default: lake-benchmark/features).",
-    )
-    parser.add_argument("--append", metavar="FILE", help="Append the results to this file.")
-    return parser.parse_args(argv)
 
 
 def bench_size(size: str, args: argparse.Namespace) -> dict[str, float]:
@@ -71,8 +50,7 @@ def bench_size(size: str, args: argparse.Namespace) -> dict[str, float]:
     base = [f"data.size={size}", f"lake.root={lake}"]
     config = load_config(args.config, ["data.source=synthetic", *base, *args.overrides])
     spark = get_spark(config)
-    for name, table in generate(spark, config).items():
-        io.write_table(table, posixpath.join(source, name))
+    write_synthetic_source(spark, config, source)
     parquet_source = ["data.source=parquet", f"data.path={source}"]
     config = load_config(args.config, [*base, *parquet_source, *args.overrides])
     ingested = ingest.run(Run(spark=spark, config=config))
@@ -97,13 +75,6 @@ def bench_size(size: str, args: argparse.Namespace) -> dict[str, float]:
 
 
 def markdown(results: dict[str, dict[str, float]], command: str) -> str:
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    machine = (
-        f"Machine: {os.cpu_count()} cores, {memory_gib:.0f} GiB, shared with other jobs (load "
-        f"average over 1, 5, 15 min at the end: {load}); {platform.platform()}; Python "
-        f"{platform.python_version()}. Date: {dt.date.today().isoformat()}."
-    )
     method = (
         "Each tier's synthetic tables are generated and ingested first (not timed). Then "
         "build_features (two snapshots of user and video features, vocabularies, item "
@@ -116,7 +87,7 @@ def markdown(results: dict[str, dict[str, float]], command: str) -> str:
         "",
         f"Command: `{command}`",
         "",
-        machine,
+        machine_line(),
         "",
         method,
         "",
@@ -137,16 +108,9 @@ def markdown(results: dict[str, dict[str, float]], command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
-    args = parse_args(argv)
+    args = parse_tier_args(__doc__, "lake-benchmark/features", argv)
     results = {size: bench_size(size, args) for size in args.size or ["s"]}
-    command = "python benchmarks/bench_features.py " + shlex.join(
-        sys.argv[1:] if argv is None else argv
-    )
-    text = markdown(results, command)
-    print(text)
-    if args.append:
-        with open(args.append, "a", encoding="utf-8") as handle:
-            handle.write("\n" + text)
+    publish(markdown(results, command_line("bench_features.py", argv)), args.append)
     return 0
 
 

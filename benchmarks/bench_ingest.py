@@ -16,50 +16,29 @@ apply to every size.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
-import os
-import platform
 import posixpath
-import shlex
 import sys
 import time
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from common import (
+    command_line,
+    machine_line,
+    parse_tier_args,
+    publish,
+    write_synthetic_source,
+)
 
 from jobs import ingest
 from recsys_spark import columns as C
-from recsys_spark import io
 from recsys_spark.cli import configure_logging
 from recsys_spark.config import load_config
 from recsys_spark.runs import Run
 from recsys_spark.session import get_spark
-from recsys_spark.synthetic import generate
 
 logger = logging.getLogger("bench_ingest")
 
 SECTION = "## Generator and ingest throughput"
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--size",
-        action="append",
-        choices=("tiny", "s", "m", "l"),
-        help="Synthetic size tier; repeat for several (default: s).",
-    )
-    parser.add_argument("--config", action="append", default=[], metavar="FILE")
-    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
-    parser.add_argument(
-        "--work-dir",
-        default=str(REPO_ROOT / "lake-benchmark" / "ingest"),
-        help="Parent folder of the sizes' lakes (default: lake-benchmark/ingest).",
-    )
-    parser.add_argument("--append", metavar="FILE", help="Append the results to this file.")
-    return parser.parse_args(argv)
 
 
 def bench_size(size: str, args: argparse.Namespace) -> dict[str, float]:
@@ -71,8 +50,7 @@ def bench_size(size: str, args: argparse.Namespace) -> dict[str, float]:
     spark = get_spark(config)
 
     started = time.perf_counter()
-    for name, table in generate(spark, config).items():
-        io.write_table(table, posixpath.join(source, name))
+    write_synthetic_source(spark, config, source)
     generate_s = time.perf_counter() - started
     events = spark.read.parquet(posixpath.join(source, C.INTERACTIONS)).count()
     logger.info("%s: generated %d events in %.1fs", size, events, generate_s)
@@ -88,14 +66,6 @@ def bench_size(size: str, args: argparse.Namespace) -> dict[str, float]:
 
 
 def markdown(results: dict[str, dict[str, float]], command: str) -> str:
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    machine = (
-        f"Machine: {os.cpu_count()} cores, {memory_gib:.0f} GiB, shared with other jobs (load "
-        f"average over 1, 5, 15 min at the end: {load}); {platform.platform()}; Python "
-        f"{platform.python_version()}. "
-        f"Date: {dt.date.today().isoformat()}."
-    )
     method = (
         "Generator: the three synthetic tables generated and written as Parquet. Ingest: "
         "the ingest job on those Parquet tables (validation, raw and quarantine tables, id "
@@ -106,7 +76,7 @@ def markdown(results: dict[str, dict[str, float]], command: str) -> str:
         "",
         f"Command: `{command}`",
         "",
-        machine,
+        machine_line(),
         "",
         method,
         "",
@@ -124,16 +94,9 @@ def markdown(results: dict[str, dict[str, float]], command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
-    args = parse_args(argv)
+    args = parse_tier_args(__doc__, "lake-benchmark/ingest", argv)
     results = {size: bench_size(size, args) for size in args.size or ["s"]}
-    command = "python benchmarks/bench_ingest.py " + shlex.join(
-        sys.argv[1:] if argv is None else argv
-    )
-    text = markdown(results, command)
-    print(text)
-    if args.append:
-        with open(args.append, "a", encoding="utf-8") as handle:
-            handle.write("\n" + text)
+    publish(markdown(results, command_line("bench_ingest.py", argv)), args.append)
     return 0
 
 

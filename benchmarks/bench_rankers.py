@@ -16,20 +16,16 @@ overrides apply to every dataset, after the dataset's own.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib
 import logging
 import os
-import platform
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+# common puts the repository root on sys.path, so the package imports follow it.
+from common import REPO_ROOT, command_line, machine_line, publish
 
-# The imports below need the repository root on sys.path, so they follow it.
 from recsys_spark.cli import configure_logging, run_stage
 from recsys_spark.config import load_config
 from recsys_spark.runs import Run
@@ -121,16 +117,12 @@ def _dataset_line(dataset: dict[str, dict[str, int]]) -> str:
 
 def markdown(results: dict[str, dict[str, Any]], command: str) -> str:
     """Return the ``## Rankers`` section for ``results`` (dataset name -> result)."""
-    machine = (
-        f"Machine: 2 cores / 24 GB shared with other jobs, Python {platform.python_version()}; "
-        f"date {dt.date.today().isoformat()}."
-    )
     protocol = (
         "nDCG@k and AUC on the ranker-validation users (a seeded hash share of the users "
         "active in the validation period), re-ranking each user's candidates from "
         "candidates/validation. Train seconds include the Spark jobs that feed the model."
     )
-    lines = ["## Rankers", "", f"Command: `{command}`", machine, "", protocol]
+    lines = ["## Rankers", "", f"Command: `{command}`", machine_line(), "", protocol]
     for name, result in results.items():
         summary = result["summary"]
         k = summary["k"]
@@ -165,15 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     names = args.dataset or sorted(DATASETS)
     results = {name: benchmark_dataset(name, args) for name in names}
-    command = "python benchmarks/bench_rankers.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
-    text = markdown(results, command.strip())
-    sys.stdout.write(text)
-    if args.append:
-        with open(args.append, "a", encoding="utf-8") as handle:
-            handle.write("\n" + text)
-        logger.info("Appended the results to %s", args.append)
+    publish(markdown(results, command_line("bench_rankers.py", argv)), args.append)
     return 0
 
 

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
-import os
-import platform
 import sys
 import time
 from typing import Callable
 
+from common import command_line, machine_line, publish
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -195,13 +193,10 @@ def planted_duplicate_recall(run: Run, summary: dict) -> str:
 
 
 def header(command: str) -> str:
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     return (
         "## Recommend job\n\n"
         f"Command: `{command}`\n\n"
-        "Machine: 2 cores, 24 GiB, shared with other engineers' jobs (load average over 1, 5 "
-        f"and 15 min at the end: {load}); {platform.platform()}; Python "
-        f"{platform.python_version()}. Date: {dt.date.today().isoformat()}.\n\n"
+        f"{machine_line()}\n\n"
         "Wall-clock seconds. Each step runs alone on cached inputs (forced with the noop "
         "writer); the end-to-end row is one full run, so the steps do not add up to it.\n"
     )
@@ -249,14 +244,8 @@ def main(argv=None) -> int:
             text += planted_duplicate_recall(run, summary)
         sections.append(text)
 
-    command = "python benchmarks/bench_recommend.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
-    text = header(command) + "\n" + "\n".join(sections)
-    print(text)
-    if args.append:
-        with open(args.append, "a", encoding="utf-8") as handle:
-            handle.write("\n" + text)
+    text = header(command_line("bench_recommend.py", argv)) + "\n" + "\n".join(sections)
+    publish(text, args.append)
     return 0
 
 

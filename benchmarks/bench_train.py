@@ -20,20 +20,14 @@ section; --append FILE appends it as a ``## Two-tower training throughput`` sect
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib
 import logging
-import os
-import platform
-import shlex
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# The imports below need the repository root on sys.path when run as a script.
-sys.path.insert(0, str(REPO_ROOT))
+# common puts the repository root on sys.path, so the package imports follow it.
+from common import REPO_ROOT, command_line, machine_line, publish
 
 from jobs.train_two_tower import read_training_inputs, resolve_history_length
 from recsys_spark import io
@@ -164,9 +158,9 @@ def markdown(results: list[dict], args: argparse.Namespace, command: str) -> str
         "",
         f"Command: `{command}`",
         "",
+        machine_line(),
+        "",
         (
-            f"Machine: {os.cpu_count()} cores shared with other jobs, 24 GB, "
-            f"{platform.system()} {platform.machine()}; date {dt.date.today().isoformat()}. "
             f"Synthetic tier `{args.size}`: {first['train_rows']} training rows, "
             f"{first['corpus_videos']} videos. Batch {settings.batch_size}, embedding_dim "
             f"{settings.embedding_dim}, hidden units {list(settings.hidden_units)}, "
@@ -200,12 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ensure_training_set(upstream)
     results = [bench_variant(name, args, lake_root) for name in args.variant or VARIANTS]
-    command = "python benchmarks/bench_train.py " + shlex.join(argv or sys.argv[1:])
-    text = markdown(results, args, command)
-    print(text)
-    if args.append:
-        with open(args.append, "a", encoding="utf-8") as handle:
-            handle.write("\n" + text)
+    publish(markdown(results, args, command_line("bench_train.py", argv)), args.append)
     return 0
 
 
