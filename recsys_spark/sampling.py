@@ -6,10 +6,9 @@ Negative sources (``training.negatives``):
 * ``popular``: weighted by ``count ** popularity_exponent``, where ``count`` is the
   video's training positives (``features/item_frequencies``), so only videos with a
   training positive are drawn.
-* ``impression``: videos shown to the user (impression events) that the user never had a
-  positive on, at any time. The pool is per user and includes impressions later than
-  the example: a video the user skipped is a negative for that user whenever it was
-  shown.
+* ``impression``: videos shown to the user (impression events) before the example's
+  time, except the user's training positives. Each example draws from the impressions
+  its user had seen by then, so no example learns from later exposure.
 * ``mined``: rows of ``training/mined_negatives`` (hard negatives from a trained model).
 
 Sampling runs on the executors without a loop per row. Each example gets
@@ -17,7 +16,9 @@ Sampling runs on the executors without a loop per row. Each example gets
 from a hash of the seed, the source, the example's key and the draw number
 (:mod:`recsys_spark.hashing`), so the result does not depend on partitioning. A global
 source maps the uniforms to a video with an alias table (Vose's method: O(1) per draw,
-exact probabilities) joined on its slot. A per-user pool is joined on (user, position).
+exact probabilities) joined on its slot. A per-user pool is joined on (user, position);
+a pool with times is numbered in time order, so the videos an example may draw are the
+first n positions of its user's pool.
 Candidates that are one of the user's positives are removed. The sources then fill their
 quotas in the order random, popular, impression, mined: each keeps its first ``k``
 distinct candidates that no earlier source chose for the example. An example whose
@@ -74,6 +75,7 @@ _CHOSEN = "_chosen"
 _ALIAS = "_alias"
 _POSITION = "_position"
 _POOL_SIZE = "_pool_size"
+_SINCE = "_since"
 _NEGATIVE = "_negative"
 _SOURCE = "_source"
 _DRAW = "_draw"
@@ -228,17 +230,30 @@ def popularity_table(frequencies: DataFrame, exponent: float) -> Optional[Sampli
     return _sampling_table(frequencies.sparkSession, ids, weights)
 
 
-def user_pool(candidates: DataFrame, exclude: Optional[DataFrame] = None) -> DataFrame:
+def user_pool(
+    candidates: DataFrame, exclude: Optional[DataFrame] = None, since: Optional[str] = None
+) -> DataFrame:
     """Number each user's candidate negatives 0..size-1 for positional sampling.
 
     Args:
-      candidates: ``user_idx``, ``video_idx`` (duplicates allowed).
+      candidates: ``user_idx``, ``video_idx`` (duplicates allowed), and the column
+        ``since`` when given.
       exclude: Optional ``user_idx``, ``video_idx`` pairs to leave out.
+      since: Name of a timestamp column of ``candidates``. With it, a video enters the
+        pool at its earliest time, positions follow that time, and an example draws only
+        from the videos that entered before the example's ``event_ts``.
 
     Returns:
-      ``user_idx``, ``_position`` (long), ``_chosen`` (video_idx), ``_pool_size`` (long).
+      ``user_idx``, ``_position`` (long), ``_chosen`` (video_idx), ``_pool_size`` (long),
+      and ``_since`` (timestamp) with ``since``.
     """
-    pool = candidates.select(USER_IDX, VIDEO_IDX).filter(F.col(VIDEO_IDX) > 0).distinct()
+    pairs = candidates.filter(F.col(VIDEO_IDX) > 0)
+    if since is None:
+        pool = pairs.select(USER_IDX, VIDEO_IDX).distinct()
+        order = [F.col(VIDEO_IDX)]
+    else:
+        pool = pairs.groupBy(USER_IDX, VIDEO_IDX).agg(F.min(since).alias(_SINCE))
+        order = [F.col(_SINCE), F.col(VIDEO_IDX)]
     if exclude is not None:
         pool = pool.join(
             exclude.select(USER_IDX, VIDEO_IDX), on=[USER_IDX, VIDEO_IDX], how="left_anti"
@@ -246,9 +261,42 @@ def user_pool(candidates: DataFrame, exclude: Optional[DataFrame] = None) -> Dat
     by_user = Window.partitionBy(USER_IDX)
     return pool.select(
         USER_IDX,
-        (F.row_number().over(by_user.orderBy(VIDEO_IDX)) - 1).cast("long").alias(_POSITION),
+        (F.row_number().over(by_user.orderBy(*order)) - 1).cast("long").alias(_POSITION),
         F.col(VIDEO_IDX).alias(_CHOSEN),
         F.count(F.lit(1)).over(by_user).alias(_POOL_SIZE),
+        *([] if since is None else [_SINCE]),
+    )
+
+
+def _sizes_before(keys: DataFrame, pool: DataFrame) -> DataFrame:
+    """Count, per example, the pool entries of its user that entered before ``event_ts``.
+
+    The examples and the entries are sorted together per user; at equal times the
+    example comes first, so an entry at the example's own time is not counted.
+
+    Returns:
+      :data:`EXAMPLE_KEY` and ``_pool_size`` for the examples with at least one entry.
+    """
+    entries = pool.select(
+        USER_IDX,
+        F.lit(None).cast("long").alias(VIDEO_IDX),
+        F.lit(None).cast("timestamp").alias(EVENT_TS),
+        F.col(_SINCE).alias("_at"),
+        F.lit(1).alias("_entry"),
+    )
+    examples = keys.select(
+        USER_IDX, VIDEO_IDX, EVENT_TS, F.col(EVENT_TS).alias("_at"), F.lit(0).alias("_entry")
+    )
+    running = (
+        Window.partitionBy(USER_IDX)
+        .orderBy("_at", "_entry", VIDEO_IDX)
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    counted = entries.unionByName(examples).withColumn(
+        _POOL_SIZE, F.sum("_entry").over(running).cast("long")
+    )
+    return counted.where((F.col("_entry") == 0) & (F.col(_POOL_SIZE) > 0)).select(
+        *EXAMPLE_KEY, _POOL_SIZE
     )
 
 
@@ -281,10 +329,13 @@ def _from_table(keys: DataFrame, source: str, table: SamplingTable, draws: int, 
 
 def _from_pool(keys: DataFrame, source: str, pool: DataFrame, draws: int, seed: int):
     """Draw ``draws`` candidates per example from the user's pool, with replacement."""
-    sizes = pool.select(USER_IDX, _POOL_SIZE).distinct()
+    if _SINCE in pool.columns:
+        sizes, on = _sizes_before(keys, pool), list(EXAMPLE_KEY)
+    else:
+        sizes, on = pool.select(USER_IDX, _POOL_SIZE).distinct(), [USER_IDX]
     position = F.floor(_draw_uniform(seed, f"{source}:position") * F.col(_POOL_SIZE))
     drawn = (
-        _with_draws(keys.join(sizes, on=USER_IDX, how="inner"), draws)
+        _with_draws(keys.join(sizes, on=on, how="inner"), draws)
         .withColumn(_POSITION, position.cast("long"))
         .drop(_POOL_SIZE)
     )

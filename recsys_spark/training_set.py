@@ -209,19 +209,25 @@ def train_examples(firsts: DataFrame) -> DataFrame:
 
 
 def impression_pool(events: DataFrame, firsts: DataFrame, tables: RawTables) -> DataFrame:
-    """Return each user's pool of impressed videos without a positive from that user.
+    """Return each user's impressed videos in time order, without the training positives.
+
+    Each example later draws only from the impressions before its own time. Positives of
+    the validation and test splits stay in the pool, because leaving them out would show
+    training their labels; :func:`recsys_spark.sampling.sample_negatives` removes them
+    from the examples of those splits.
 
     Args:
-      events: Labeled interactions: ``user_id``, ``video_id``, ``event_type``.
-      firsts: From :func:`indexed_first_positives` (every positive pair).
+      events: Labeled interactions: ``user_id``, ``video_id``, ``event_ts``,
+        ``event_type``.
+      firsts: From :func:`indexed_first_positives` (every positive pair, with its split).
       tables: For the id maps.
     """
     impressions = attach_indices(
-        events.filter(F.col(EVENT_TYPE) == "impression").select(USER_ID, VIDEO_ID),
+        events.filter(F.col(EVENT_TYPE) == "impression").select(USER_ID, VIDEO_ID, EVENT_TS),
         tables.user_ids,
         tables.video_ids,
     ).filter(F.col(USER_IDX).isNotNull() & F.col(VIDEO_IDX).isNotNull())
-    return user_pool(impressions, firsts)
+    return user_pool(impressions, firsts.filter(F.col(SPLIT) == TRAIN), since=EVENT_TS)
 
 
 def split_histories(examples: DataFrame, firsts: DataFrame, method: str, length: int) -> DataFrame:

@@ -30,6 +30,7 @@ NONE = NegativesConfig(random=0, popular=0, impression=0, mined=0)
 
 EXAMPLES_SCHEMA = "user_idx long, video_idx long, event_ts timestamp, split string"
 PAIRS_SCHEMA = "user_idx long, video_idx long"
+IMPRESSIONS_SCHEMA = "user_idx long, video_idx long, event_ts timestamp"
 
 
 def at(hours: float) -> dt.datetime:
@@ -97,6 +98,25 @@ def corpus(spark, size: int):
     )
 
 
+# (user, video, hour shown). u1's train positive 1 and u2's train positive 5 never enter
+# the pool; u1's validation positive 3 does, and only training examples may draw it.
+IMPRESSIONS = [
+    (1, 7, 0.0),
+    (1, 3, 0.2),
+    (1, 1, 0.5),
+    (1, 8, 1.5),
+    (1, 7, 3.0),  # shown again: the pool keeps its first time
+    (1, 9, 3.5),
+    (2, 10, 0.0),
+    (2, 5, 0.5),
+    (2, 11, 2.0),
+]
+
+
+def impressed_before(user: int, hour: float) -> set[int]:
+    return {video for u, video, shown in IMPRESSIONS if u == user and shown < hour}
+
+
 @pytest.fixture
 def world(spark):
     """Two users, a 12-video corpus, impressions and positives in several splits."""
@@ -113,9 +133,9 @@ def world(spark):
     )
     positives = examples.select(C.USER_IDX, C.VIDEO_IDX, C.SPLIT)
     impressions = spark.createDataFrame(
-        [(1, 7), (1, 8), (1, 9), (1, 1), (2, 10), (2, 11), (2, 5)], PAIRS_SCHEMA
+        [(user, video, at(hour)) for user, video, hour in IMPRESSIONS], IMPRESSIONS_SCHEMA
     )
-    pool = user_pool(impressions, positives)
+    pool = user_pool(impressions, positives.filter(F.col(C.SPLIT) == C.TRAIN), since=C.EVENT_TS)
     counts = {1: 5, 2: 3, 3: 1, 5: 2, 7: 1, 8: 1, 9: 1, 10: 1, 11: 1, 12: 1}
     return {
         "examples": examples,
@@ -152,15 +172,35 @@ def visible_positives(world):
     }
 
 
-def test_impression_pool_excludes_positives(world):
+def test_impression_pool_in_time_order_without_training_positives(world):
     pool = world["impression_pool"].collect()
     by_user = {}
     for row in pool:
         by_user.setdefault(row[C.USER_IDX], []).append((row["_position"], row["_chosen"]))
-    # u1 saw 7, 8, 9 and 1 (a positive); u2 saw 10, 11 and 5 (a positive).
-    assert sorted(by_user[1]) == [(0, 7), (1, 8), (2, 9)]
+    # u1 saw 7, 3, 1 (a train positive), 8, 7 again and 9; u2 saw 10, 5 (a train positive)
+    # and 11. Positions follow the first time shown, not the video index.
+    assert sorted(by_user[1]) == [(0, 7), (1, 3), (2, 8), (3, 9)]
     assert sorted(by_user[2]) == [(0, 10), (1, 11)]
-    assert {row["_pool_size"] for row in pool if row[C.USER_IDX] == 1} == {3}
+    assert {row["_pool_size"] for row in pool if row[C.USER_IDX] == 1} == {4}
+
+
+def test_impression_negatives_only_from_earlier_impressions(world):
+    config = dataclasses.replace(NONE, impression=3, oversampling=30.0)
+    got = {
+        (row[C.USER_IDX], row[C.VIDEO_IDX]): row[C.NEGATIVE_VIDEO_IDX]
+        for row in sample(world, config).collect()
+    }
+    # u1's train example at hour 1 has seen 7 and 3: 3 is a later validation positive,
+    # which a training example may use. At hour 2 (train) 8 has been shown too.
+    assert sorted(got[(1, 1)]) == [3, 7]
+    assert sorted(got[(1, 2)]) == [3, 7, 8]
+    # The validation example at hour 3 must not draw its own split's positive 3.
+    assert sorted(got[(1, 3)]) == [7, 8]
+    # At hour 4 (test) 9 has been shown as well; 3 stays out.
+    assert sorted(got[(1, 4)]) == [7, 8, 9]
+    # u2's example at hour 1 has seen 10 only; at hour 5, 10 and 11.
+    assert got[(2, 5)] == [10]
+    assert sorted(got[(2, 6)]) == [10, 11]
 
 
 def test_negatives_follow_mix_and_avoid_positives(world):
@@ -168,7 +208,6 @@ def test_negatives_follow_mix_and_avoid_positives(world):
     got = sample(world, config).collect()
     ranks = {C.TRAIN: 0, C.VALIDATION: 1, C.TEST: 2}
     avoid = visible_positives(world)
-    impressed = {1: {7, 8, 9}, 2: {10, 11}}
     assert len(got) == 6
     for row in got:
         negatives, types = row[C.NEGATIVE_VIDEO_IDX], row[C.NEGATIVE_TYPES]
@@ -184,8 +223,11 @@ def test_negatives_follow_mix_and_avoid_positives(world):
         # Impressions fill their quota from what random and popular left over.
         earlier = {n for n, t in zip(negatives, types, strict=True) if t != "impression"}
         chosen = [n for n, t in zip(negatives, types, strict=True) if t == "impression"]
-        assert set(chosen) <= impressed[user]
-        assert len(chosen) == min(2, len(impressed[user] - earlier)), row
+        # The world's examples are at the hours 1 to 4 (u1) and 1 and 5 (u2).
+        hour = {1: 1, 2: 2, 3: 3, 4: 4, 5: 1, 6: 5}[row[C.VIDEO_IDX]]
+        visible = impressed_before(user, hour) - avoid[(user, ranks[row[C.SPLIT]])]
+        assert set(chosen) <= visible, row
+        assert len(chosen) == min(2, len(visible - earlier)), row
 
 
 def test_negatives_skip_earlier_split_positives_only(spark, world):
