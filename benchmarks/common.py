@@ -1,4 +1,4 @@
-"""What every benchmark script shares: its arguments, the machine line and the output.
+"""Shared parts of the benchmark scripts: arguments, the machine line and the output.
 
 Each script records the command that produced its numbers and the machine it ran on, and
 prints a Markdown section that ``--append FILE`` adds to a file such as BENCHMARKS.md.

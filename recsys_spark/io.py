@@ -6,8 +6,8 @@ JVM rather than Python's ``os``.
 
 A table is written to a staging folder next to its destination and then renamed into
 place, so a failed or killed write leaves the previous version complete. A commit first
-writes a journal; when a kill interrupts the renames, the next write of the table reads
-the journal and finishes or undoes that commit before its own.
+writes a journal. When a kill interrupts the renames, the next write of the table reads
+that journal and finishes or undoes the commit before making its own.
 """
 
 from __future__ import annotations

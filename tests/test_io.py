@@ -6,7 +6,7 @@ from recsys_spark import io
 
 
 class Killed(BaseException):
-    """Stands for SIGKILL: like a kill, it skips every ``except Exception`` clean-up."""
+    """A simulated SIGKILL: like a kill, it skips every ``except Exception`` clean-up."""
 
 
 def kill_after(monkeypatch, function: str, calls: int):

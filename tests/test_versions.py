@@ -8,7 +8,7 @@ from recsys_spark.versions import ModelVersions
 VERSIONS = ModelVersions("thing", "thing model", "train_thing")
 
 
-def test_new_version_adds_a_suffix_per_extra_version_of_a_run(spark, tmp_path):
+def test_new_version_suffix_per_extra_version(spark, tmp_path):
     lake = io.Lake(str(tmp_path / "lake"))
     assert VERSIONS.new_version(spark, lake, "run1") == "run1"
     io.write_text(spark, VERSIONS.path(lake, "run1") + "/metadata.json", "{}")
