@@ -19,6 +19,7 @@ import re
 import uuid
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
 logger = logging.getLogger(__name__)
@@ -354,25 +355,50 @@ def _commit_partitions(spark: SparkSession, staging: str, path: str, column: str
     delete(spark, staging)
 
 
+def interrupted_commits(spark: SparkSession, path: str) -> list[str]:
+    """Return the journals of unsettled commits of ``path``, found beside it."""
+    parent, name = posixpath.split(path.rstrip("/"))
+    journal_name = re.compile(rf"{re.escape(JOURNAL_PREFIX + name)}-[0-9a-f]{{8}}\.json")
+    return [
+        posixpath.join(parent, entry)
+        for entry in list_dir(spark, parent)
+        if journal_name.fullmatch(entry)
+    ]
+
+
+def interrupted_commit_message(what: str, path: str, journal: str) -> str:
+    """Explain that a killed commit left ``path`` missing or out of step, and the fix."""
+    return (
+        f"{what} at {path} is in a commit that a killed run left unfinished ({journal}), so "
+        "it may be missing or out of step with the tables written with it. Rerun the job "
+        "that writes it: its write first finishes or undoes that commit."
+    )
+
+
 def read_table(spark: SparkSession, path: str, what: str = "table") -> DataFrame:
-    """Read a Parquet table, raising a clear error when it does not exist."""
+    """Read a Parquet table, raising a clear error when it is missing, empty or unsettled.
+
+    Raises:
+      FileNotFoundError: ``path`` does not exist, or a killed commit of it is unsettled
+        (see :func:`recover`).
+      ValueError: ``path`` contains no Parquet file.
+    """
+    journals = interrupted_commits(spark, path)
+    if journals:
+        raise FileNotFoundError(interrupted_commit_message(what, path, journals[0]))
     if not exists(spark, path):
-        parent, name = posixpath.split(path.rstrip("/"))
-        journals = [
-            entry
-            for entry in list_dir(spark, parent)
-            if entry.startswith(f"{JOURNAL_PREFIX}{name}-") and entry.endswith(".json")
-        ]
-        if journals:
-            raise FileNotFoundError(
-                f"{what} not found at {path}: a killed run left its commit unfinished "
-                f"({posixpath.join(parent, journals[0])}). The next run of the job that "
-                "writes it first puts the previous version back; rerun that job."
-            )
         raise FileNotFoundError(
             f"{what} not found at {path}. Run the job that writes it first, or check lake.root."
         )
-    return spark.read.parquet(path)
+    try:
+        return spark.read.parquet(path)
+    except AnalysisException as error:
+        if error.getCondition() != "UNABLE_TO_INFER_SCHEMA":
+            raise
+        raise ValueError(
+            f"{what} at {path} contains no Parquet file. Delete the empty folder, or rerun "
+            "the job that writes it."
+        ) from error
 
 
 def write_json(spark: SparkSession, path: str, data: Any) -> None:

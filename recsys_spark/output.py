@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
@@ -139,14 +140,25 @@ def latest_run_date(spark, lake: io.Lake, table: str = RECOMMENDATIONS) -> str:
     """Return the newest ``run_date`` partition of an output table.
 
     Raises:
-      FileNotFoundError: The table has no partition.
+      FileNotFoundError: The table has no partition, or a killed run left the commit of
+        a partition at least as new unsettled, so that partition may be missing.
     """
     prefix = f"{RUN_DATE}="
-    dates = [
-        name[len(prefix) :]
-        for name in io.list_dir(spark, table_path(lake, table))
-        if name.startswith(prefix)
-    ]
+    names = io.list_dir(spark, table_path(lake, table))
+    dates = [name[len(prefix) :] for name in names if name.startswith(prefix)]
+    journal = re.compile(rf"{re.escape(io.JOURNAL_PREFIX + prefix)}(.+)-[0-9a-f]{{8}}\.json")
+    unsettled = sorted(
+        (match.group(1), name) for name in names if (match := journal.fullmatch(name))
+    )
+    if unsettled and (not dates or unsettled[-1][0] >= max(dates)):
+        date, name = unsettled[-1]
+        raise FileNotFoundError(
+            io.interrupted_commit_message(
+                f"The {table} partition for run_date {date}",
+                partition_path(lake, table, date),
+                posixpath.join(table_path(lake, table), name),
+            )
+        )
     if not dates:
         raise FileNotFoundError(
             f"No {table} partition found under {table_path(lake, table)}. Run the recommend "
@@ -426,7 +438,9 @@ def describe_violations(report: Mapping[str, Mapping[str, Any]], partition: str)
     for name, result in report.items():
         if not result["violations"]:
             continue
-        lines.append(f"- {name}: {result['violations']} offending rows; first ones:")
+        count = result["violations"]
+        rows = "offending row" if count == 1 else "offending rows"
+        lines.append(f"- {name}: {count} {rows}; first ones:")
         for example in result["examples"]:
             parts = [f"{key}={value}" for key, value in example.items() if value is not None]
             lines.append("    " + ", ".join(parts))

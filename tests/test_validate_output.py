@@ -202,3 +202,20 @@ def test_no_partition_names_table(spark, tmp_path):
     config = load_config(overrides=[f"lake.root={tmp_path / 'lake'}"])
     with pytest.raises(FileNotFoundError, match="recommend job"):
         validate_output.run(Run(spark=spark, config=config))
+
+
+def test_unsettled_newer_partition_named(spark, tmp_path):
+    lake = io.Lake(str(tmp_path / "lake"))
+    rows = spark.createDataFrame(
+        [("u1", 1, "v1", 1.0, "s", "r1", "m", fixtures.AS_OF_DATETIME)], RECOMMENDATIONS_SCHEMA
+    )
+    output.write_partition(rows, lake, output.RECOMMENDATIONS, CLEAN_DATE)
+    # A run killed between the renames of its commit of BAD_DATE: the partition is set
+    # aside and only the journal says so. The older partition must not pass for the newest.
+    table = output.table_path(lake, output.RECOMMENDATIONS)
+    journal = posixpath.join(table, f"_commit-run_date={BAD_DATE}-0123abcd.json")
+    io.write_json(spark, journal, {"commit": "0123abcd", "entries": []})
+    config = load_config(overrides=[f"lake.root={lake.root}"])
+    with pytest.raises(FileNotFoundError, match=rf"run_date {BAD_DATE} .*killed run") as error:
+        validate_output.run(Run(spark=spark, config=config))
+    assert journal in str(error.value)
