@@ -2,19 +2,25 @@
 
 With ``training.negatives.mined > 0`` the pipeline trains twice: after the first index it
 mines hard negatives with that model, rebuilds the training set with them, and trains and
-indexes a second model, which the later stages use. The second round's stages appear in
-the run summary with a ``:round2`` suffix. The two-tower loss uses the mined negatives when
-``two_tower.row_negatives > 0`` and ``mined`` is among ``two_tower.row_negative_types``.
+indexes a second model, which the later stages use. The first round ignores mined
+negatives that an earlier run left in the lake. The second round's stages appear in the
+run summary with a ``:round2`` suffix. The two-tower loss uses the mined negatives only
+when ``two_tower.row_negatives > 0`` and ``mined`` is among
+``two_tower.row_negative_types``; otherwise the pipeline warns that mining changes nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import logging
 import sys
 from typing import Any, Optional, Sequence
 
 from recsys_spark.cli import job_main, run_stage
 from recsys_spark.runs import Run
+
+logger = logging.getLogger(__name__)
 
 # Stage job modules in the order they run; each exposes run(run) -> summary dict.
 STAGES = (
@@ -44,11 +50,43 @@ def stage_plan(run: Run) -> list[tuple[str, str]]:
     return plan
 
 
+def without_mined_negatives(run: Run) -> Run:
+    """Return ``run`` with ``training.negatives.mined = 0``, sharing its id and summary."""
+    training = run.config.training
+    negatives = dataclasses.replace(training.negatives, mined=0)
+    config = dataclasses.replace(
+        run.config, training=dataclasses.replace(training, negatives=negatives)
+    )
+    return dataclasses.replace(run, config=config)
+
+
+def _warn_if_mining_is_unused(run: Run) -> None:
+    settings = run.config.two_tower
+    if settings.row_negatives > 0 and "mined" in settings.row_negative_types:
+        return
+    logger.warning(
+        "training.negatives.mined is %d, but the two-tower loss reads no mined negatives "
+        "(two_tower.row_negatives %d, row_negative_types %s), so the second training round "
+        "will match the first. Set two_tower.row_negatives > 0 with 'mined' in "
+        "two_tower.row_negative_types, or training.negatives.mined=0.",
+        run.config.training.negatives.mined,
+        settings.row_negatives,
+        list(settings.row_negative_types),
+    )
+
+
 def run(run: Run) -> dict[str, Any]:
     plan = stage_plan(run)
+    mining = run.config.training.negatives.mined > 0
+    if mining:
+        _warn_if_mining_is_unused(run)
     for summary_name, module_name in plan:
         module = importlib.import_module(f"jobs.{module_name}")
-        run_stage(summary_name, module.run, run)
+        stage_run = run
+        if mining and summary_name == "build_training_set":
+            # The first round trains before this run mined anything.
+            stage_run = without_mined_negatives(run)
+        run_stage(summary_name, module.run, stage_run)
     _print_outcome(run.stages)
     return {"stages": [summary_name for summary_name, _ in plan]}
 

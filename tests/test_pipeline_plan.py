@@ -1,6 +1,6 @@
 """The pipeline's stage order, with and without the hard-negative second round."""
 
-from jobs.pipeline import STAGES, stage_plan
+from jobs.pipeline import STAGES, stage_plan, without_mined_negatives
 from recsys_spark.runs import Run
 
 
@@ -24,3 +24,13 @@ def test_mined_negatives_add_second_round(make_config):
     ]
     # The later stages run once, on the second model.
     assert plan[at + 4 :] == list(STAGES[STAGES.index("build_index") + 1 :])
+
+
+def test_first_round_ignores_mined_negatives(make_config):
+    run = Run(spark=None, config=make_config("training.negatives.mined=5"))
+    first_round = without_mined_negatives(run)
+    assert first_round.config.training.negatives.mined == 0
+    assert run.config.training.negatives.mined == 5
+    # Same run: its id, and one summary that both rounds' stages add to.
+    assert first_round.run_id == run.run_id
+    assert first_round.stages is run.stages
