@@ -466,6 +466,22 @@ def test_parquet_stale_spark_metadata_changed_type_named(spark, tmp_path):
     )
 
 
+def test_parquet_every_local_footer_checked(spark, tmp_path):
+    events = [("u1", "v1", at(i), "watch", float(i), None) for i in range(1, 11)]
+    frames = canonical_frames(spark, ["u1"], ["v1"], events)
+    # Ten files, more than the sample read on a remote file system.
+    frames[C.INTERACTIONS] = frames[C.INTERACTIONS].repartition(10)
+    write_source(tmp_path, frames)
+    files = sorted((tmp_path / C.INTERACTIONS).glob("part-*.parquet"))
+    assert len(files) == 10
+    last = files[-1]
+    pq.write_table(pq.read_table(last).drop_columns([C.WATCH_S]), last)
+    (last.parent / f".{last.name}.crc").unlink()
+
+    with pytest.raises(ValueError, match=rf"file .*{last.name} does not store column 'watch_s'"):
+        parquet.read_parquet_tables(spark, str(tmp_path))
+
+
 @pytest.mark.parametrize(
     "stored, listed, readable",
     [

@@ -31,8 +31,9 @@ logger = logging.getLogger(__name__)
 # Columns a table may leave out; they are filled with nulls.
 OPTIONAL_COLUMNS = frozenset({C.EXTRAS})
 
-# Maximum footers read per table, spread evenly over its files in name order. Reading
-# every footer would cost one request per file on an object store.
+# Maximum footers read per table on a remote file system (HDFS, object stores), spread
+# evenly over its files in name order. Reading every footer there would cost one request
+# per file. Local tables have every footer read.
 MAX_FOOTERS_CHECKED = 8
 
 SPARK_SCHEMA_KEY = "org.apache.spark.sql.parquet.row.metadata"
@@ -219,9 +220,9 @@ def check_stored_columns(
     from the Spark schema in its ``org.apache.spark.sql.parquet.row.metadata`` key where
     the footer has one. A file rewritten without a column (by pyarrow, for example) can
     keep that key, and Spark then lists the column and reads it as all nulls. This check
-    reads the Parquet schema itself from the footers of up to ``MAX_FOOTERS_CHECKED``
-    files. A column a file lacks is accepted when it is a partition column of the file's
-    folders (``column=value``).
+    reads the Parquet schema itself from the footer of every local file, or of up to
+    ``MAX_FOOTERS_CHECKED`` files on another file system. A column a file lacks is
+    accepted when it is a partition column of the file's folders (``column=value``).
 
     Args:
       spark: The session.
@@ -239,8 +240,10 @@ def check_stored_columns(
         if field.name not in OPTIONAL_COLUMNS and field.name in df.columns
     ]
     files = sorted(df.inputFiles())
-    # NOTE: a file outside this sample that lacks a column still reads as nulls.
-    step = max(1, math.ceil(len(files) / MAX_FOOTERS_CHECKED))
+    remote = any(urlparse(file).scheme not in ("", "file") for file in files)
+    # NOTE: on a remote file system, a file outside this sample that lacks a column still
+    # reads as nulls.
+    step = max(1, math.ceil(len(files) / MAX_FOOTERS_CHECKED)) if remote else 1
     for file in files[::step]:
         stored = stored_fields(spark, file)
         folders = file.split("/")[:-1]
