@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import posixpath
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -138,8 +139,9 @@ def check_row_counts(
       RuntimeError: A staged table has another row count (a bug).
     """
     for destination, staging in staged.items():
-        # Parquet keeps row counts in its footers, so this count reads no column data.
-        found = spark.read.parquet(staging).count()
+        # Parquet keeps row counts in its footers, so this count reads no column data. The
+        # glob names the files: Spark warns when given a folder whose name starts with "_".
+        found = spark.read.parquet(posixpath.join(staging, "*.parquet")).count()
         if found != expected[destination]:
             raise RuntimeError(
                 f"Ingest invariant violated: {destination} would get {found} rows, expected "

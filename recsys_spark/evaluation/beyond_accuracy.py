@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recsys_spark.columns import RANK, USER_ID, VIDEO_ID
@@ -58,20 +58,21 @@ def item_popularity(
         .join(counts, item_col, "left")
         .withColumn(POPULARITY, F.coalesce(F.col(POPULARITY), F.lit(0)).cast("long"))
     )
-    # One row per distinct popularity value: small enough for a single-partition window.
-    histogram = items.groupBy(POPULARITY).agg(F.count(F.lit(1)).alias("_items"))
-    ordered = Window.partitionBy(F.lit(0)).orderBy(POPULARITY)
-    histogram = histogram.select(
-        POPULARITY,
-        (F.sum("_items").over(ordered.rowsBetween(Window.unboundedPreceding, -1))).alias(
-            "_less_popular"
-        ),
-        F.col("_items"),
-        F.sum("_items").over(Window.partitionBy(F.lit(0))).alias("_catalog_size"),
+    # One row per distinct popularity value, few enough to rank on the driver: the
+    # percentile is the share of less popular items plus half of the tied ones.
+    levels = sorted(
+        (row[POPULARITY], row["_items"])
+        for row in items.groupBy(POPULARITY).agg(F.count(F.lit(1)).alias("_items")).collect()
     )
-    percentile = (F.coalesce(F.col("_less_popular"), F.lit(0)) + F.col("_items") / 2.0) / F.col(
-        "_catalog_size"
+    catalog_size = sum(count for _, count in levels)
+    percentiles, less_popular = [], 0
+    for popularity, count in levels:
+        percentiles.append((popularity, (less_popular + count / 2.0) / catalog_size))
+        less_popular += count
+    histogram = interactions.sparkSession.createDataFrame(
+        percentiles, f"{POPULARITY} long, _percentile double"
     )
+    percentile = F.col("_percentile")
     self_information = -F.log2((F.col(POPULARITY) + 1.0) / (F.col("_users") + 1.0))
     return (
         items.join(histogram, POPULARITY)
@@ -372,17 +373,12 @@ def popularity_profile(
         .groupBy("bin")
         .agg(F.count(F.lit(1)).alias("_slots"))
     )
-    everything = Window.partitionBy(F.lit(0))
-    return (
-        catalog.join(slots, "bin", "full")
-        .fillna(0, ["_items", "_slots"])
-        .select(
-            "bin",
-            (F.col("_items") / F.sum("_items").over(everything)).alias("catalog_share"),
-            F.coalesce(F.col("_slots") / F.sum("_slots").over(everything), F.lit(0.0)).alias(
-                "recommendation_share"
-            ),
-        )
+    per_bin = catalog.join(slots, "bin", "full").fillna(0, ["_items", "_slots"])
+    totals = per_bin.agg(F.sum("_items").alias("_all_items"), F.sum("_slots").alias("_all_slots"))
+    return per_bin.crossJoin(totals).select(
+        "bin",
+        (F.col("_items") / F.col("_all_items")).alias("catalog_share"),
+        F.coalesce(F.col("_slots") / F.col("_all_slots"), F.lit(0.0)).alias("recommendation_share"),
     )
 
 
