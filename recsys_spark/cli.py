@@ -67,9 +67,9 @@ def job_main(
     try:
         run_stage(job, stage, run)
     except (ValueError, FileNotFoundError) as error:
-        logger.error("%s failed (run %s): %s", job, run.run_id, error)
         # The summary of a failed run records the error, so every run id has one.
         run.record(job, {"status": "failed", "error": str(error)})
+        logger.error("%s failed (run %s, error in %s)", job, run.run_id, run.summary_path())
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
