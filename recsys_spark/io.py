@@ -221,7 +221,7 @@ def recover(
 
 
 def _settle(spark: SparkSession, journal: Mapping[str, Any]) -> str:
-    """Complete or undo the commit that ``journal`` records; say which."""
+    """Complete or undo the commit that ``journal`` records, and describe the outcome."""
     entries = journal["entries"]
     renamed_in = all(
         not exists(spark, entry["staging"]) and exists(spark, entry["destination"])

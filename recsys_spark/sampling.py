@@ -271,8 +271,8 @@ def user_pool(
 def _sizes_before(keys: DataFrame, pool: DataFrame) -> DataFrame:
     """Count, per example, the pool entries of its user that entered before ``event_ts``.
 
-    The examples and the entries are sorted together per user; at equal times the
-    example comes first, so an entry at the example's own time is not counted.
+    The examples and the entries are sorted together per user. At equal times the example
+    comes first, so an entry at the example's own time is not counted.
 
     Returns:
       :data:`EXAMPLE_KEY` and ``_pool_size`` for the examples with at least one entry.

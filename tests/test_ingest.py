@@ -417,9 +417,14 @@ def rewrite_without(table_folder, column):
     (data_file,) = Path(table_folder).glob("part-*.parquet")
     rewritten = pq.read_table(data_file).drop_columns([column])
     assert parquet.SPARK_SCHEMA_KEY.encode() in rewritten.schema.metadata
-    pq.write_table(rewritten, data_file)
-    (data_file.parent / f".{data_file.name}.crc").unlink()
+    replace_file(data_file, rewritten)
     return data_file
+
+
+def replace_file(data_file, table):
+    """Overwrite a Parquet file with pyarrow, removing the checksum Hadoop would reject."""
+    pq.write_table(table, data_file)
+    (data_file.parent / f".{data_file.name}.crc").unlink()
 
 
 def test_parquet_stale_spark_metadata_named(spark, tmp_path):
@@ -450,8 +455,7 @@ def test_parquet_stale_spark_metadata_changed_type_named(spark, tmp_path):
     at_index = table.schema.get_field_index(C.WATCH_S)
     # Another tool rewrote watch_s as text and kept Spark's row metadata (watch_s double).
     table = table.set_column(at_index, C.WATCH_S, table[C.WATCH_S].cast(pa.string()))
-    pq.write_table(table, data_file)
-    (data_file.parent / f".{data_file.name}.crc").unlink()
+    replace_file(data_file, table)
     assert dict(spark.read.parquet(str(tmp_path / C.INTERACTIONS)).dtypes)[C.WATCH_S] == "double"
 
     with pytest.raises(ValueError) as error:
@@ -475,8 +479,7 @@ def test_parquet_every_local_footer_checked(spark, tmp_path):
     files = sorted((tmp_path / C.INTERACTIONS).glob("part-*.parquet"))
     assert len(files) == 10
     last = files[-1]
-    pq.write_table(pq.read_table(last).drop_columns([C.WATCH_S]), last)
-    (last.parent / f".{last.name}.crc").unlink()
+    replace_file(last, pq.read_table(last).drop_columns([C.WATCH_S]))
 
     with pytest.raises(ValueError, match=rf"file .*{last.name} does not store column 'watch_s'"):
         parquet.read_parquet_tables(spark, str(tmp_path))

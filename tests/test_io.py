@@ -128,7 +128,7 @@ def test_recover_settles_a_killed_commit(spark, tmp_path, monkeypatch, function,
     assert io.list_dir(spark, str(tmp_path)) == ["first", "second"]
 
 
-def test_next_write_recovers_and_missing_table_names_the_journal(spark, tmp_path, monkeypatch):
+def test_next_write_undoes_killed_commit(spark, tmp_path, monkeypatch):
     first, second, staged = staged_pair(spark, tmp_path)
     with monkeypatch.context() as patch:
         kill_after(patch, "_rename", 3)

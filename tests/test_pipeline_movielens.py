@@ -71,7 +71,7 @@ def test_every_user_gets_k_from_the_ranker(movielens_run, spark):
 
 def test_recommendations_are_accurate(movielens_run):
     evaluate = movielens_run["run"].stages["evaluate"]
-    # The test window holds the last ratings of about 140 users.
+    # The test window contains the last ratings of about 140 users.
     assert evaluate["users_evaluated"] > 100
     # These settings reached nDCG@10 0.245 at commit time. Random lists score about 0.02,
     # and popularity 0.16 on BENCHMARKS.md's temporal protocol.

@@ -211,7 +211,7 @@ def test_unsettled_newer_partition_named(spark, tmp_path):
     )
     output.write_partition(rows, lake, output.RECOMMENDATIONS, CLEAN_DATE)
     # A run killed between the renames of its commit of BAD_DATE: the partition is set
-    # aside and only the journal says so. The older partition must not pass for the newest.
+    # aside and only the journal records it. The older partition must not pass for the newest.
     table = output.table_path(lake, output.RECOMMENDATIONS)
     journal = posixpath.join(table, f"_commit-run_date={BAD_DATE}-0123abcd.json")
     io.write_json(spark, journal, {"commit": "0123abcd", "entries": []})

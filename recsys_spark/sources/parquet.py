@@ -119,7 +119,8 @@ def stored_fields(spark: SparkSession, file: str) -> dict[str, Optional[pa.DataT
 
     Local files are read with pyarrow, which also gives each column's type. Files on other
     file systems (HDFS, S3A, ABFS) are read through the JVM's Hadoop FileSystem and Spark's
-    bundled parquet-mr reader, as Spark reads them; their types are None (not checked).
+    bundled parquet-mr reader, as Spark reads them. Their types are None, so they are not
+    checked.
 
     Args:
       spark: The session.
